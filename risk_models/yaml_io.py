@@ -1,0 +1,82 @@
+"""Reading YAML input files: duplicate keys are errors, every failure names the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import InputError, InputErrors
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """Parse one YAML mapping.  Raises InputError for a missing file, bad syntax or a duplicated key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), "", "file not found", "check the path") from None
+    except OSError as exc:
+        raise InputError(str(path), "", f"cannot read: {exc.strerror}") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, file: str) -> dict[str, Any]:
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        data = yaml.load(text)
+    except DuplicateKeyError as exc:
+        key = _duplicate_key(exc)
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise InputError(file, key, f"duplicated key (line {line}); a repeated key would silently overwrite the first",
+                         "keep one entry per key") from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise InputError(file, "", f"invalid YAML at {where}: {exc.problem or exc.context}") from None
+    if not isinstance(data, dict):
+        raise InputError(file, "", "the file must hold a YAML mapping (key: value lines) at the top level")
+    return data
+
+
+def _duplicate_key(exc: DuplicateKeyError) -> str:
+    problem = exc.problem or ""
+    start = problem.find('"')
+    end = problem.find('"', start + 1)
+    return problem[start + 1 : end] if 0 <= start < end else "?"
+
+
+def key_path(loc: tuple[Any, ...]) -> str:
+    """``('venues', 'binance', 'accounts', 'main', 'positions', 0, 'qty')`` → ``venues.binance....positions[0].qty``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_REASONS = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+    "finite_number": "must be a finite number (NaN and inf are not allowed)",
+}
+
+
+def validation_errors(file: str, exc: ValidationError) -> InputErrors:
+    """Turn pydantic's errors into InputErrors naming file and key path."""
+    errors = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        reason = _REASONS.get(err["type"], err["msg"].removeprefix("Value error, "))
+        if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+            shown = repr(err["input"])
+            if len(shown) <= 60:
+                reason = f"{reason} (got {shown})"
+        errors.append(InputError(file, key_path(loc), reason))
+    return InputErrors(errors)
