@@ -73,7 +73,7 @@ def _mm(cb: CompiledBook, p: int, mark: float, settle_price: float) -> tuple[flo
     pa = cb.positions
     size = abs(pa.qty[p]) * pa.contract_size[p]
     notional = size / mark if pa.inverse[p] else size * mark
-    mm = max(float(m) * notional - float(c) for m, c in zip(pa.mmrs[p], pa.cums[p]))
+    mm = max(float(m) * notional - float(c) for m, c in zip(pa.mmrs[p], pa.cums[p], strict=False))
     mm += float(pa.fee_rate[p]) * notional
     tier = 0
     caps = pa.caps[p]
@@ -107,7 +107,8 @@ def _bucket_surplus(cb: CompiledBook, b: int, und: int, r: float) -> tuple[float
             equity += x * price * ha.ask[h] * ha.liability_weight[h]
             continue
         amount = x * ha.bid[h] * (1.0 if ha.asset_unit[h] else price)
-        v = sum(float(rt) * min(max(amount - lo, 0.0), w) for lo, w, rt in zip(ha.lows[h], ha.widths[h], ha.ratios[h]))
+        tiers = zip(ha.lows[h], ha.widths[h], ha.ratios[h], strict=True)
+        v = sum(float(rt) * min(max(amount - lo, 0.0), w) for lo, w, rt in tiers)
         equity += v * (price if ha.asset_unit[h] else 1.0)
     return equity, mm_total, im_total
 
@@ -120,7 +121,11 @@ def looped(cb: CompiledBook) -> np.ndarray:
     grid_up = [1 + d for d in (1e-3, 0.01, 0.03, 0.1, 0.2, 0.5, 1, 3, 10, 1e3, 1e6)]
     for p in range(len(pa)):
         b, und = int(pa.bucket[p]), int(pa.underlying[p])
-        g = lambda r: (lambda e: e[0] - e[1])(_bucket_surplus(cb, b, und, r))  # noqa: E731
+
+        def g(r: float, b: int = b, und: int = und) -> float:
+            equity, mm, _ = _bucket_surplus(cb, b, und, r)
+            return equity - mm
+
         g0 = g(1.0)
         best = math.nan
         for grid in (grid_down, grid_up):
@@ -165,7 +170,7 @@ def main() -> None:
     loaded = synthetic_book(args.accounts, args.positions)
     t_compile, cb = _timeit(lambda: compile_book(loaded), args.repeat)
     t_margin, _ = _timeit(lambda: evaluate(cb), args.repeat)
-    t_all, (eq, mm, im, liq) = _timeit(lambda: vectorized(cb), args.repeat)
+    t_all, (_eq, _mm, _im, liq) = _timeit(lambda: vectorized(cb), args.repeat)
     n = len(cb.positions)
 
     sample = min(args.loop_sample, n)
@@ -218,8 +223,8 @@ def _subset(cb: CompiledBook, n_positions: int) -> CompiledBook:
     pos = pa.take(np.nonzero(pk)[0])
     pos = replace(pos, hold=hold_map[pos.hold])
     idx = np.nonzero(pk)[0]
-    return replace(cb, buckets=[b for b, k in zip(cb.buckets, keep_b) if k],
-                   bucket_rules=[r for r, k in zip(cb.bucket_rules, keep_b) if k], positions=pos,
+    return replace(cb, buckets=[b for b, k in zip(cb.buckets, keep_b, strict=False) if k],
+                   bucket_rules=[r for r, k in zip(cb.bucket_rules, keep_b, strict=False) if k], positions=pos,
                    holdings=ha.take(np.nonzero(hk)[0]),
                    position_keys=[cb.position_keys[i] for i in idx],
                    position_settle_names=[cb.position_settle_names[i] for i in idx],

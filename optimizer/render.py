@@ -12,6 +12,10 @@ def _num(x: float | None, digits: int = 2) -> str:
     return "—" if x is None else f"{x + 0.0:,.{digits}f}".replace("-0.00", "0.00")
 
 
+def _qty(q: float) -> str:
+    return f"{q:,.8f}".rstrip("0").rstrip(".")
+
+
 def _price(x: float | None) -> str:
     if x is None:
         return "none"
@@ -41,7 +45,7 @@ def print_margin_table(report: MarginReport, console: Console | None = None) -> 
                     "liq. price", "liquidatable"):
             t.add_column(col, justify="left" if col in ("symbol", "mode") else "right")
         for p in a.positions:
-            t.add_row(p.symbol, p.margin_mode, f"{p.qty:,.6g}", _num(p.notional), _num(p.maintenance_margin),
+            t.add_row(p.symbol, p.margin_mode, _qty(p.qty), _num(p.notional), _num(p.maintenance_margin),
                       f"{_num(p.maintenance_margin_settle, 6)} {p.settle}", _num(p.unrealized_pnl),
                       _num(p.isolated_margin, 6), _price(p.liquidation_price),
                       "YES" if p.liquidatable_now else "no", style="red" if p.liquidatable_now else None)

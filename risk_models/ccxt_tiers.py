@@ -50,7 +50,7 @@ class CcxtSymbol(NamedTuple):
 
 
 def parse_ccxt_symbol(symbol: str) -> CcxtSymbol:
-    """Split ``BASE/QUOTE:SETTLE[-EXPIRY]``.  Raises ValueError naming the symbol for spot or option symbols."""
+    """Split ``BASE/QUOTE:SETTLE[-EXPIRY]``; ValueError naming the symbol for spot or option symbols."""
     if not isinstance(symbol, str):
         raise ValueError(f"{symbol!r}: a ccxt symbol must be a string")
     pair, sep, settlement = symbol.partition(":")
@@ -78,9 +78,9 @@ def rules_from_ccxt_tiers(
     Brackets: ``cap`` = maxNotional (None when infinite or missing, last tier only), ``mmr`` =
     maintenanceMarginRate, ``max_leverage`` = maxLeverage; tiers are sorted by minNotional and must be
     contiguous from 0.  Caps are in the tiers' currency: the settle asset (coin units for inverse contracts).
-    ``contract_sizes`` maps ccxt symbols to a contract size; linear contracts default to 1 (qty in base units),
-    inverse contracts (USD face value per contract) must be given one.  Every settle asset is accepted as
-    collateral at ratio 1.  Raises ValueError naming the symbol (and tier) on malformed input.
+    ``contract_sizes`` maps ccxt symbols to a contract size; linear contracts default to 1 (qty in base
+    units), inverse contracts (USD face value per contract) must be given one.  Every settle asset is
+    accepted as collateral at ratio 1.  Raises ValueError naming the symbol (and tier) on malformed input.
     """
     sizes = dict(contract_sizes or {})
     contracts: dict[str, dict[str, Any]] = {}
@@ -108,7 +108,8 @@ def rules_from_ccxt_tiers(
 def _contract(symbol: str, parsed: CcxtSymbol, tiers: Any, size: float | None) -> dict[str, Any]:
     if size is None:
         if parsed.kind == "inverse":
-            raise ValueError(f"{symbol}: inverse contract without a contract size (pass contract_sizes[{symbol!r}])")
+            raise ValueError(f"{symbol}: inverse contract without a contract size "
+                             f"(pass contract_sizes[{symbol!r}])")
         size = 1.0
     if not isinstance(tiers, Sequence) or isinstance(tiers, str) or not tiers:
         raise ValueError(f"{symbol}: expected a non-empty list of tiers")
@@ -129,11 +130,15 @@ def _contract(symbol: str, parsed: CcxtSymbol, tiers: Any, size: float | None) -
     try:
         Contract.model_validate(contract)
     except ValidationError as exc:
-        raise ValueError(f"{symbol}: {exc}") from None
+        reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ValueError(f"{symbol}: {reasons}") from None
     return contract
 
 
-def _tier_row(symbol: str, index: int, tier: Any, settle: str) -> tuple[str, float, float | None, float, float]:
+_Row = tuple[str, float, float | None, float, float]
+
+
+def _tier_row(symbol: str, index: int, tier: Any, settle: str) -> _Row:
     """(label, floor, cap, mmr, max_leverage) of one ccxt tier, checked."""
     if not isinstance(tier, Mapping):
         raise ValueError(f"{symbol}: tier #{index + 1} is not a mapping")

@@ -4,10 +4,16 @@ Moving a position's mark by a ratio r moves its underlying: the underlying's USD
 other positions on that underlying and the value of collateral (and of requirements) held in that asset all scale
 by r; everything else stays.  Every position of one bucket on one underlying therefore shares one root r*, found
 once per (bucket, underlying) *group*: g(r) = equity(r) − maintenance(r), brackets and haircut tiers re-evaluated
-at r.  The root nearest r = 1 on either side is bracketed on a fixed grid of ratios and refined by a safeguarded
-regula falsi (Illinois) to machine precision; no sign change on the grid (r in [1e-6, 1e6]) means no liquidation
-price.  Roots closer together than the grid spacing could be missed; g is piecewise linear for linear contracts
-and so rarely turns back within one cell.
+at r.
+
+g is concave in r for every shape these rules take: PnL and collateral values are affine in r, haircut tiers
+are concave slices of an affine amount, bid ≤ ask makes the valuation concave across zero, and maintenance
+margin is a maximum of affine pieces (linear: notional ∝ r; inverse: USD margin = max_k(mmr_k·c·p − cum_k·p·r);
+Deribit's size-dependent rate adds a convex c/r term).  (Asset-denominated haircut tiers on a coin-margined pool
+are the one shape where this is not guaranteed.)  So when the bucket is healthy (g(1) > 0) there is at most
+one root below and one above the mark: a coarse grid of ratios in [1e-6, 1e6] brackets them; a bucket that is
+already under water is scanned on a finer grid.  Brackets are refined together by regula falsi with the
+Anderson–Björck correction to ~1e-14 relative.  No sign change on the grid means no liquidation price.
 """
 
 from __future__ import annotations
@@ -15,44 +21,63 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from .compiled import CompiledBook, HoldingArrays, PositionArrays
-from .venue_margin import MarginState, holding_value, position_terms, segment_sum
+from .venue_margin import MarginState, holding_value, maintenance_settle, settle_notional, unrealized_pnl
 
-_DOWN = np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
-                  0.8, 0.9, 0.95, 0.99, 0.999, 1 - 1e-6])
-_UP = np.array([1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0, 1.5,
-                2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1e3, 1e4, 1e6])
-GRID_DOWN = 1.0 - _DOWN
-"""Ratios scanned below the mark, nearest first."""
-GRID_UP = 1.0 + _UP
-"""Ratios scanned above the mark, nearest first."""
+GRID_DOWN = 1.0 - np.array([0.003, 0.01, 0.03, 0.07, 0.15, 0.3, 0.5, 0.7, 0.9, 0.99, 1 - 1e-6])
+"""Ratios scanned below the mark, nearest first (fine grid)."""
+GRID_UP = 1.0 + np.array([0.003, 0.01, 0.03, 0.07, 0.15, 0.3, 0.6, 1.0, 3.0, 10.0, 100.0, 1e4, 1e6])
+"""Ratios scanned above the mark, nearest first (fine grid)."""
+COARSE_DOWN = 1.0 - np.array([0.02, 0.1, 0.3, 0.6, 0.9, 1 - 1e-6])
+COARSE_UP = 1.0 + np.array([0.02, 0.1, 0.5, 3.0, 100.0, 1e6])
 _MAX_ITER = 200
+_REL_WIDTH = 1e-14
 
 
 @dataclass(frozen=True)
 class Groups:
-    """(bucket, underlying) groups and the position and holding rows each group moves."""
+    """(bucket, underlying) groups, the position and holding rows each group moves, and their values at r = 1.
+
+    Position rows are the group's positions plus the bucket's positions settled in the group's underlying;
+    holding rows are the group's bucket's holdings in that underlying and those receiving the rows' PnL.
+    """
 
     bucket: np.ndarray  # (G,)
-    underlying: np.ndarray  # (G,)
     of_position: np.ndarray  # (P,) group whose root gives each position's liquidation price
-    pos_group: np.ndarray  # (Rp,) group of each expanded position row
     pos_index: np.ndarray  # (Rp,) position of each row
-    pos_moves_mark: np.ndarray  # (Rp,) bool: the row's mark moves with the group's underlying
-    pos_moves_settle: np.ndarray  # (Rp,) bool: the row's settle asset is the group's underlying
-    pos_hold_row: np.ndarray  # (Rp,) expanded holding row receiving the row's PnL
-    hold_group: np.ndarray  # (Rh,)
+    pos_moves_mark: np.ndarray | None  # (Rp,) bool: the row's mark moves (None: every row's does)
+    pos_moves_settle: np.ndarray | None  # (Rp,) bool: the row's settle asset moves (None: no row's does)
     hold_index: np.ndarray  # (Rh,)
     hold_moves: np.ndarray  # (Rh,) bool: the holding's asset is the group's underlying
     positions: PositionArrays  # rows pos_index, taken once
     holdings: HoldingArrays  # rows hold_index, taken once
+    pos_to_group: sparse.csr_array  # (G, Rp) sums rows into groups
+    pos_to_hold: sparse.csr_array  # (Rh, Rp) routes each row's PnL to its settle holding row
+    hold_to_group: sparse.csr_array  # (G, Rh)
+    pos_group: np.ndarray  # (Rp,)
+    hold_group: np.ndarray  # (Rh,)
+    # values at r = 1
+    mark0: np.ndarray  # (Rp, 1)
+    settle_price0: np.ndarray  # (Rp, 1)
+    pnl0: np.ndarray  # (Rp, 1) settle units
+    mm0: np.ndarray  # (Rp, 1) USD
+    equity0: np.ndarray  # (Rh, 1) asset units
+    price0: np.ndarray  # (Rh, 1) USD
+    value0: np.ndarray  # (Rh, 1) USD
+    surplus0: np.ndarray  # (G, 1) USD: equity − maintenance of the group's bucket
 
     def __len__(self) -> int:
         return len(self.bucket)
 
 
-def build_groups(cb: CompiledBook) -> Groups:
+def _aggregator(target: np.ndarray, n_target: int) -> sparse.csr_array:
+    n = len(target)
+    return sparse.csr_array((np.ones(n), (target, np.arange(n))), shape=(n_target, n))
+
+
+def build_groups(cb: CompiledBook, state: MarginState) -> Groups:
     """Index the rows each (bucket, underlying) group moves (vectorized)."""
     pa, ha = cb.positions, cb.holdings
     n_assets = len(cb.assets)
@@ -60,9 +85,11 @@ def build_groups(cb: CompiledBook) -> Groups:
     g_bucket, g_und = keys // n_assets, keys % n_assets
 
     def lookup(bucket: np.ndarray, asset: np.ndarray) -> np.ndarray:
+        if not len(keys):
+            return np.full(len(bucket), -1)
         k = bucket * n_assets + asset
-        i = np.clip(np.searchsorted(keys, k), 0, max(len(keys) - 1, 0))
-        return np.where((len(keys) > 0) & (keys[i] == k), i, -1) if len(keys) else np.full(len(k), -1)
+        i = np.clip(np.searchsorted(keys, k), 0, len(keys) - 1)
+        return np.where(keys[i] == k, i, -1)
 
     p_all = np.arange(len(pa))
     by_settle = lookup(pa.bucket, pa.settle)
@@ -72,46 +99,51 @@ def build_groups(cb: CompiledBook) -> Groups:
     moves_mark = pa.underlying[pos_index] == g_und[pos_group]
     moves_settle = pa.settle[pos_index] == g_und[pos_group]
 
+    n_h = max(len(ha), 1)
     h_group = lookup(ha.bucket, ha.asset)
     own = h_group >= 0
-    pairs = np.concatenate([
-        np.stack([h_group[own], np.nonzero(own)[0]], axis=1),
-        np.stack([pos_group, pa.hold[pos_index]], axis=1),
-    ]).astype(int)
-    pair_keys = np.unique(pairs[:, 0] * max(len(ha), 1) + pairs[:, 1])
-    hold_group, hold_index = pair_keys // max(len(ha), 1), pair_keys % max(len(ha), 1)
-    pos_hold_row = np.searchsorted(pair_keys, pos_group * max(len(ha), 1) + pa.hold[pos_index])
+    pair_keys = np.unique(np.concatenate([h_group[own] * n_h + np.nonzero(own)[0],
+                                          pos_group * n_h + pa.hold[pos_index]]))
+    hold_group, hold_index = pair_keys // n_h, pair_keys % n_h
+    pos_hold_row = np.searchsorted(pair_keys, pos_group * n_h + pa.hold[pos_index])
+    hold_moves = ha.asset[hold_index] == g_und[hold_group]
+    col = lambda a: a[:, None]  # noqa: E731
     return Groups(
-        bucket=g_bucket, underlying=g_und, of_position=of_position, pos_group=pos_group, pos_index=pos_index,
-        pos_moves_mark=moves_mark, pos_moves_settle=moves_settle, pos_hold_row=pos_hold_row,
-        hold_group=hold_group, hold_index=hold_index, hold_moves=ha.asset[hold_index] == g_und[hold_group],
+        bucket=g_bucket, of_position=of_position, pos_index=pos_index,
+        pos_moves_mark=None if moves_mark.all() else moves_mark,
+        pos_moves_settle=moves_settle if moves_settle.any() else None, hold_index=hold_index, hold_moves=hold_moves,
         positions=pa.take(pos_index), holdings=ha.take(hold_index),
+        pos_to_group=_aggregator(pos_group, len(keys)), pos_to_hold=_aggregator(pos_hold_row, len(hold_index)),
+        hold_to_group=_aggregator(hold_group, len(keys)), pos_group=pos_group, hold_group=hold_group,
+        mark0=col(pa.mark[pos_index]), settle_price0=col(cb.prices[pa.settle[pos_index]]),
+        pnl0=col(state.terms.pnl_settle[pos_index]), mm0=col(state.terms.mm_usd[pos_index]),
+        equity0=col(state.holding_equity[hold_index]), price0=col(cb.prices[ha.asset[hold_index]]),
+        value0=col(state.holding_value[hold_index]), surplus0=col((state.equity - state.maintenance)[g_bucket]),
     )
 
 
-def surplus(cb: CompiledBook, state: MarginState, groups: Groups, ratio: np.ndarray) -> np.ndarray:
+def surplus(groups: Groups, ratio: np.ndarray) -> np.ndarray:
     """g_j(r) = equity − maintenance (USD) of group j's bucket with its underlying scaled by ``ratio`` (G, K)."""
-    pa = cb.positions
-    gp, pi = groups.pos_group, groups.pos_index
-    r_pos = ratio[gp]
-    mark = pa.mark[pi][:, None] * np.where(groups.pos_moves_mark[:, None], r_pos, 1.0)
-    settle_price = cb.prices[pa.settle[pi]][:, None] * np.where(groups.pos_moves_settle[:, None], r_pos, 1.0)
-    terms = position_terms(groups.positions, mark, settle_price)
-    d_pnl = terms.pnl_settle - state.terms.pnl_settle[pi][:, None]
-    d_mm = terms.mm_usd - state.terms.mm_usd[pi][:, None]
-
-    hg, hi = groups.hold_group, groups.hold_index
-    n_rows = len(hg)
-    ae = state.holding_equity[hi][:, None] + segment_sum(d_pnl, groups.pos_hold_row, n_rows)
-    price = cb.prices[cb.holdings.asset[hi]][:, None] * np.where(groups.hold_moves[:, None], ratio[hg], 1.0)
-    d_value = holding_value(groups.holdings, ae, price) - state.holding_value[hi][:, None]
-
-    base = (state.equity - state.maintenance)[groups.bucket][:, None]
-    return base + segment_sum(d_value, hg, len(groups)) - segment_sum(d_mm, gp, len(groups))
+    r_pos = ratio[groups.pos_group]
+    mark = groups.mark0 * (r_pos if groups.pos_moves_mark is None
+                           else np.where(groups.pos_moves_mark[:, None], r_pos, 1.0))
+    settle_price = groups.settle_price0
+    if groups.pos_moves_settle is not None:
+        settle_price = settle_price * np.where(groups.pos_moves_settle[:, None], r_pos, 1.0)
+    rows = groups.positions
+    mm_usd = maintenance_settle(rows, settle_notional(rows, mark)) * settle_price * rows.ask_settle[:, None]
+    d_pnl = unrealized_pnl(rows, mark) - groups.pnl0
+    equity = groups.equity0 + groups.pos_to_hold @ d_pnl
+    price = groups.price0 * np.where(groups.hold_moves[:, None], ratio[groups.hold_group], 1.0)
+    d_value = holding_value(groups.holdings, equity, price) - groups.value0
+    return groups.surplus0 + groups.hold_to_group @ d_value - groups.pos_to_group @ (mm_usd - groups.mm0)
 
 
 def _first_crossing(g0: np.ndarray, values: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per group, the first grid cell (from r = 1 outwards) where g changes sign (or hits 0)."""
+    """Per group, the first grid cell (from r = 1 outwards) where g changes sign (or hits 0).
+
+    Returns the cell as (a, g(a), b, g(b)) and whether one was found.
+    """
     s0 = np.sign(g0)[:, None]
     crossed = (np.sign(values) != s0) | (values == 0)
     found = crossed.any(axis=1)
@@ -120,20 +152,20 @@ def _first_crossing(g0: np.ndarray, values: np.ndarray, grid: np.ndarray) -> tup
     lo_g = np.where(k == 0, g0, values[np.arange(len(k)), np.maximum(k - 1, 0)])
     hi_r = grid[k]
     hi_g = values[np.arange(len(k)), k]
-    return found & (g0 != 0), lo_r, lo_g, hi_r, hi_g
+    return lo_r, lo_g, hi_r, hi_g, found & (g0 != 0)
 
 
-def _refine(cb: CompiledBook, state: MarginState, groups: Groups, a: np.ndarray, fa: np.ndarray,
-            b: np.ndarray, fb: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Safeguarded Illinois regula falsi on brackets of shape (G, K), all refined together.
+def _refine(groups: Groups, a: np.ndarray, fa: np.ndarray,
+            b: np.ndarray, fb: np.ndarray, active: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """Regula falsi with the Anderson–Björck correction on brackets of shape (G, K), all refined together.
 
-    Returns the roots (nan where a bracket is inactive).  A step that fails to halve the bracket is followed
-    by a bisection step, so convergence is never slower than bisection.
+    A bracket is done when |g| <= ``tol`` (USD, per group) or its relative width is below 1e-14.  Returns the roots
+    (nan where a bracket is inactive).
     """
     a, fa, b, fb = a.copy(), fa.copy(), b.copy(), fb.copy()
-    done = ~active | (fb == 0)
-    root = np.where(fb == 0, b, np.nan)
-    width = np.abs(b - a)
+    tol = tol[:, None]
+    best, f_best = b.copy(), np.abs(fb)
+    done = ~active | (f_best <= tol)
     for _ in range(_MAX_ITER):
         if done.all():
             break
@@ -141,67 +173,55 @@ def _refine(cb: CompiledBook, state: MarginState, groups: Groups, a: np.ndarray,
             c = b - fb * (b - a) / (fb - fa)
         bad = ~np.isfinite(c) | (c <= np.minimum(a, b)) | (c >= np.maximum(a, b))
         c = np.where(bad, 0.5 * (a + b), c)
-        c = np.where(done, 1.0, c)
-        fc = surplus(cb, state, groups, c)
-        hit = (fc == 0) & ~done
-        root = np.where(hit, c, root)
-        done |= hit
+        c = np.where(done, b, c)
+        fc = np.where(done, fb, surplus(groups, c))
+        # fc on b's side: keep a and scale fa down (Anderson–Björck); otherwise the old b becomes a.
         same = np.sign(fc) == np.sign(fb)
-        # fc on b's side: b ← c and halve fa (Illinois); otherwise a ← b, b ← c.
-        a_new = np.where(same, a, b)
-        fa_new = np.where(same, fa * 0.5, fb)
-        a, fa, b, fb = a_new, fa_new, c, fc
-        new_width = np.abs(b - a)
-        slow = new_width > 0.5 * width
-        width = new_width
-        tight = new_width <= 4 * np.finfo(float).eps * np.maximum(np.abs(a), np.abs(b))
-        pick = np.where(np.abs(fa) < np.abs(fb), a, b)
-        root = np.where(tight & ~done, pick, root)
-        done |= tight
-        if slow.any():
-            mid = np.where(slow & ~done, 0.5 * (a + b), np.nan)
-            rows = ~np.isnan(mid)
-            if rows.any():
-                fm = surplus(cb, state, groups, np.where(rows, mid, 1.0))
-                same_m = np.sign(fm) == np.sign(fb)
-                a = np.where(rows & ~same_m, mid, a)
-                fa = np.where(rows & ~same_m, fm, fa)
-                b = np.where(rows & same_m, mid, b)
-                fb = np.where(rows & same_m, fm, fb)
-                hit = rows & (fm == 0)
-                root = np.where(hit, mid, root)
-                done |= hit
-                width = np.abs(b - a)
-    return np.where(done & active, np.where(np.isnan(root), b, root), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = 1.0 - fc / fb
+        m = np.where((m > 0) & np.isfinite(m), m, 0.5)
+        a, fa = np.where(same, a, b), np.where(same, fa * m, fb)
+        b, fb = c, fc
+        better = np.abs(fc) < f_best
+        best, f_best = np.where(better, c, best), np.where(better, np.abs(fc), f_best)
+        tight = np.abs(b - a) <= _REL_WIDTH * np.maximum(np.abs(a), np.abs(b))
+        done |= (f_best <= tol * np.maximum(best, 1.0)) | tight  # exposure grows with r
+    return np.where(active, best, np.nan)
 
 
 def liquidation_ratios(cb: CompiledBook, state: MarginState, groups: Groups | None = None) -> np.ndarray:
     """Per group, the ratio r* (nearest to 1) at which equity = maintenance; nan where none exists."""
-    groups = groups or build_groups(cb)
+    groups = groups or build_groups(cb, state)
     if len(groups) == 0:
         return np.zeros(0)
-    g0 = (state.equity - state.maintenance)[groups.bucket]
-    exact = g0 == 0
-    grid = np.concatenate([GRID_DOWN, GRID_UP])
-    values = surplus(cb, state, groups, np.broadcast_to(grid, (len(groups), len(grid))).copy())
-    n = len(GRID_DOWN)
-    down = _first_crossing(g0, values[:, :n], GRID_DOWN)
-    up = _first_crossing(g0, values[:, n:], GRID_UP)
-    a = np.stack([down[1], up[1]], axis=1)
-    fa = np.stack([down[2], up[2]], axis=1)
-    b = np.stack([down[3], up[3]], axis=1)
-    fb = np.stack([down[4], up[4]], axis=1)
-    active = np.stack([down[0], up[0]], axis=1)
-    roots = _refine(cb, state, groups, a, fa, b, fb, active)
-    dist = np.abs(roots - 1.0)
-    dist = np.where(np.isnan(dist), np.inf, dist)
+    g0 = groups.surplus0[:, 0]
+    # g is concave in r (see module doc): with g(1) > 0 there is at most one root on each side, so a coarse
+    # grid brackets it; a bucket already under water may hold both roots on one side, so it gets the fine grid.
+    grid_down, grid_up = (COARSE_DOWN, COARSE_UP) if np.all(g0 > 0) else (GRID_DOWN, GRID_UP)
+    grid = np.concatenate([grid_down, grid_up])
+    values = surplus(groups, np.broadcast_to(grid, (len(groups), len(grid))).copy())
+    n = len(grid_down)
+    down = _first_crossing(g0, values[:, :n], grid_down)
+    up = _first_crossing(g0, values[:, n:], grid_up)
+    a, fa, b, fb, active = (np.stack([d, u], axis=1) for d, u in zip(down, up, strict=False))
+    roots = _refine(groups, a, fa, b, fb, active, _tolerance(cb, state, groups))
+    dist = np.where(np.isnan(roots), np.inf, np.abs(roots - 1.0))
     best = roots[np.arange(len(groups)), np.argmin(dist, axis=1)]
-    return np.where(exact, 1.0, best)
+    return np.where(g0 == 0, 1.0, best)
+
+
+def _tolerance(cb: CompiledBook, state: MarginState, groups: Groups) -> np.ndarray:
+    """|g| (USD) small enough to stop: 1e-13 of the group's gross exposure (so r* is exact to ~1e-13), but
+    no less than the rounding noise of g itself (a few ulps of the bucket's equity and margin)."""
+    exposure = groups.pos_to_group @ np.abs(state.terms.notional_usd[groups.pos_index])
+    exposure += groups.hold_to_group @ (np.abs(groups.value0[:, 0]) * groups.hold_moves)
+    noise = 16 * np.finfo(float).eps * (np.abs(state.equity) + state.maintenance)[groups.bucket]
+    return np.maximum(1e-13 * exposure + noise, np.finfo(float).tiny)
 
 
 def liquidation_prices(cb: CompiledBook, state: MarginState) -> np.ndarray:
     """Per position, its liquidation price in the contract's quote unit; nan where none exists."""
-    groups = build_groups(cb)
+    groups = build_groups(cb, state)
     ratios = liquidation_ratios(cb, state, groups)
     return cb.positions.mark * ratios[groups.of_position] if len(groups) else np.zeros(0)
 

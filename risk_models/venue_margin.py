@@ -35,34 +35,63 @@ class PositionTerms:
 def settle_notional(pa: PositionArrays, price: np.ndarray) -> np.ndarray:
     """|qty| × contract_size × price (linear) or / price (inverse), in settle units."""
     size = _col(np.abs(pa.qty) * pa.contract_size, price)
+    if not pa.inverse.any():
+        return size * price
     return np.where(_col(pa.inverse, price), size / price, size * price)
+
+
+def unrealized_pnl(pa: PositionArrays, mark: np.ndarray) -> np.ndarray:
+    """PnL in settle units: qty × size × (mark − entry) (linear) or × (1/entry − 1/mark) (inverse)."""
+    signed, entry = _col(pa.qty * pa.contract_size, mark), _col(pa.entry, mark)
+    linear = signed * (mark - entry)
+    if not pa.inverse.any():
+        return linear
+    return np.where(_col(pa.inverse, mark), signed * (1.0 / entry - 1.0 / mark), linear)
+
+
+def maintenance_settle(pa: PositionArrays, notional: np.ndarray) -> np.ndarray:
+    """Maintenance margin in settle units for positions whose notional at the mark is ``notional``.
+
+    Brackets (``max_k(mmr_k N − cum_k)``) or the size-dependent rate, on the notional at the mark or at entry
+    (``mm_price_basis``), plus ``liquidation_fee_rate`` × notional at the mark.
+    """
+    c = lambda a: _col(a, notional)  # noqa: E731
+    basis = notional
+    if pa.entry_basis.any():
+        at_entry = settle_notional(pa, np.broadcast_to(c(pa.entry), notional.shape))
+        basis = np.where(c(pa.entry_basis), at_entry, notional)
+    mm = tiered_margin(basis, pa.mmrs, pa.cums, pa.caps)
+    sized = ~np.isnan(pa.size_rate)
+    if sized.any():
+        mm = np.where(c(sized), basis * (c(pa.size_mm_base) + c(pa.size_rate) * basis), mm)
+    if pa.fee_rate.any():
+        mm = mm + c(pa.fee_rate) * notional
+    return mm
+
+
+def initial_settle(pa: PositionArrays, notional: np.ndarray) -> np.ndarray:
+    """Initial margin in settle units: notional / leverage (the book's, else the bracket's maximum), dYdX's
+    effective IMF × notional, or the size-dependent initial rate."""
+    c = lambda a: _col(a, notional)  # noqa: E731
+    idx = bracket_index(notional, pa.caps)
+    rows = np.arange(len(pa))
+    tier_lev = pa.max_leverage[rows[:, None], idx] if idx.ndim == 2 else pa.max_leverage[rows, idx]
+    im = notional / np.where(np.isnan(c(pa.leverage)), tier_lev, c(pa.leverage))
+    im = np.where(np.isnan(c(pa.imf)), im, notional * c(pa.imf))
+    sized = ~np.isnan(pa.size_rate)
+    if sized.any():
+        im = np.where(c(sized), notional * (c(pa.size_im_base) + c(pa.size_rate) * notional), im)
+    return im
 
 
 def position_terms(pa: PositionArrays, mark: np.ndarray, settle_price: np.ndarray) -> PositionTerms:
     """Evaluate positions at ``mark`` (quote unit) with settle assets at ``settle_price`` (USD)."""
-    c = lambda a: _col(a, mark)  # noqa: E731
     notional = settle_notional(pa, mark)
-    signed = c(pa.qty * pa.contract_size)
-    pnl = np.where(c(pa.inverse), signed * (1.0 / c(pa.entry) - 1.0 / mark), signed * (mark - c(pa.entry)))
-    basis = np.where(c(pa.entry_basis), settle_notional(pa, np.broadcast_to(c(pa.entry), mark.shape)), notional)
-
-    mm = tiered_margin(basis, pa.mmrs, pa.cums) + c(pa.fee_rate) * notional
-    sized = ~np.isnan(pa.size_rate)
-    if sized.any():
-        size_mm = basis * (c(pa.size_mm_base) + c(pa.size_rate) * basis)
-        mm = np.where(c(sized), size_mm + c(pa.fee_rate) * notional, mm)
-
-    idx = bracket_index(notional, pa.caps)
-    rows = np.arange(len(pa))
-    tier_lev = pa.max_leverage[rows[:, None], idx] if idx.ndim == 2 else pa.max_leverage[rows, idx]
-    lev = np.where(np.isnan(c(pa.leverage)), tier_lev, c(pa.leverage))
-    im = notional / lev
-    im = np.where(np.isnan(c(pa.imf)), im, notional * c(pa.imf))
-    if sized.any():
-        im = np.where(c(sized), notional * (c(pa.size_im_base) + c(pa.size_rate) * notional), im)
-
-    to_usd = settle_price * c(pa.ask_settle)
-    return PositionTerms(notional, pnl, mm, im, notional * settle_price, mm * to_usd, im * to_usd)
+    mm = maintenance_settle(pa, notional)
+    im = initial_settle(pa, notional)
+    to_usd = settle_price * _col(pa.ask_settle, mark)
+    return PositionTerms(notional, unrealized_pnl(pa, mark), mm, im, notional * settle_price, mm * to_usd,
+                         im * to_usd)
 
 
 def holding_value(ha: HoldingArrays, equity: np.ndarray, price: np.ndarray) -> np.ndarray:
@@ -74,16 +103,19 @@ def holding_value(ha: HoldingArrays, equity: np.ndarray, price: np.ndarray) -> n
     c = lambda a: _col(a, equity)  # noqa: E731
     long = np.maximum(equity, 0.0)
     raw = long * price * c(ha.bid)
-    amount = np.where(c(ha.asset_unit), long * c(ha.bid), raw)
-    tiered = haircut_value(amount, ha.lows, ha.widths, ha.ratios)
-    value = np.where(c(ha.asset_unit), tiered * price, tiered)
-    k = c(ha.size_k)
-    if np.any(ha.size_k > 0):
-        value = np.where(k > 0, np.minimum(value, raw * size_discount_weight(1.0, k, long)), value)
+    if ha.asset_unit.any():
+        amount = np.where(c(ha.asset_unit), long * c(ha.bid), raw)
+        tiered = haircut_value(amount, ha.lows, ha.widths, ha.ratios)
+        value = np.where(c(ha.asset_unit), tiered * price, tiered)
+    else:
+        value = haircut_value(raw, ha.lows, ha.widths, ha.ratios)
     short = np.minimum(equity, 0.0)
-    lw = np.where(k > 0, size_liability_weight(c(ha.liability_weight), k, short), c(ha.liability_weight))
-    debt = short * price * c(ha.ask) * lw
-    return np.where(equity > 0, value, debt)
+    lw = c(ha.liability_weight)
+    if ha.size_k.any():
+        k = c(ha.size_k)
+        value = np.where(k > 0, np.minimum(value, raw * size_discount_weight(1.0, k, long)), value)
+        lw = np.where(k > 0, size_liability_weight(lw, k, short), lw)
+    return value + short * price * c(ha.ask) * lw
 
 
 def segment_sum(values: np.ndarray, segment: np.ndarray, n: int) -> np.ndarray:

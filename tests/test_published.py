@@ -42,7 +42,7 @@ def test_binance_usdm_level3_maintenance_amount_and_margin(books: Books) -> None
     contract = Contract.model_validate(linear("BTC", BTC_2021))
     assert contract.cums[2] == pytest.approx(1_300, abs=1e-9)
     # a 400,000 USDT position sits in level 3: MM = 400,000 × 1 % − 1,300
-    cb, st = books.evaluate(
+    _cb, st = books.evaluate(
         _book({"binance": _venue("binance-usdm-2021", {"USDT": 100_000},
                                  [{"symbol": "BTCUSDT", "qty": 10, "entry_price": 40_000, "mark_price": 40_000}])},
               {"BTC": 40_000, "USDT": 1.0}))
@@ -61,7 +61,7 @@ def test_binance_coin_m_inverse_margin(books: Books) -> None:
     assert Contract.model_validate(contract).cums[4] == pytest.approx(1.81, abs=1e-12)
     # 100 BTCUSD contracts (100 USD each) at mark 25,000: notional 0.4 BTC, MM = 0.4 × 0.4 % = 0.0016 BTC
     rules = rules_dict({"BTCUSD_PERP": contract})
-    cb, st = books.evaluate(
+    _cb, st = books.evaluate(
         _book({"binance": _venue("r.yaml", {"BTC": 1.0},
                                  [{"symbol": "BTCUSD_PERP", "qty": 100, "entry_price": 25_000}])},
               {"BTC": 25_000}), {"r.yaml": rules})
@@ -84,7 +84,7 @@ def test_dydx_open_interest_imf_scaling(books: Books) -> None:
     for lower, upper, oi, expected in cases:
         contract = linear("X", [{"cap": None, "mmr": 0.1, "max_leverage": 5}], settle="USDC",
                           open_interest_scaling={"lower_cap": lower, "upper_cap": upper, "open_interest": oi})
-        cb, st = books.evaluate(
+        _cb, st = books.evaluate(
             _book({"dydx": _venue("r.yaml", {"USDC": 1e6},
                                   [{"symbol": "X-USD", "qty": 500_000, "entry_price": 1.0}])},
                   {"X": 1.0, "USDC": 1.0}), {"r.yaml": rules_dict({"X-USD": contract})})
@@ -97,7 +97,7 @@ def test_deribit_standard_initial_margin(books: Books) -> None:
     for btc, expected in ((25, 0.53125), (350, 13.125)):
         mark = 40_000.0
         qty = btc * mark / 10  # BTC-PERPETUAL: 10 USD per contract
-        cb, st = books.evaluate(_book({"deribit": _venue("deribit", {"BTC": 1_000},
+        _cb, st = books.evaluate(_book({"deribit": _venue("deribit", {"BTC": 1_000},
                                                          [{"symbol": "BTC-PERPETUAL", "qty": qty,
                                                            "entry_price": mark}])}, {"BTC": mark}))
         assert st.terms.notional_settle[0] == pytest.approx(btc, rel=1e-15)
@@ -158,7 +158,7 @@ def test_binance_cross_margin_btc_tiers(books: Books) -> None:
     tiers = [{"cap": 100e6, "ratio": 1.0}, {"cap": 120e6, "ratio": 0.975}, {"cap": 150e6, "ratio": 0.95},
              {"cap": 180e6, "ratio": 0.9}, {"cap": 200e6, "ratio": 0.85}]
     rules = rules_dict({"BTCUSDT": linear("BTC", BTC_2021)}, {"BTC": {"tiers": tiers}})
-    cb, st = books.evaluate(_book({"b": _venue("r.yaml", {"BTC": 6_000}, [])}, {"BTC": 20_000, "USDT": 1}),
+    _cb, st = books.evaluate(_book({"b": _venue("r.yaml", {"BTC": 6_000}, [])}, {"BTC": 20_000, "USDT": 1}),
                             {"r.yaml": rules})
     assert st.equity[0] == pytest.approx(119_500_000, abs=1e-6)
 
