@@ -5,7 +5,10 @@ Every problem is collected and raised at once as :class:`InputErrors` (exit code
 
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +42,19 @@ def load_rules(ref: str, base_dir: Path | None = None, *, file: str = "", key: s
     looks_like_path = ref.endswith((".yaml", ".yml")) or "/" in ref or "\\" in ref
     builtin = None if looks_like_path else rulesets.resolve_builtin(ref)
     if builtin is not None:
-        name, path = builtin
-        return VenueRules(name, _validate_rules(read_yaml(path), str(path)))
+        return _load_builtin(*builtin)
     path = Path(ref) if base_dir is None else base_dir / ref
     if not path.is_file():
         known = ", ".join(sorted(set(rulesets.builtin_names()) | set(rulesets.aliases())))
         raise InputError(file or ref, key, f"unknown rule set {ref!r}: neither built in nor a file",
                          f"use one of: {known}; or a path to a rules file relative to the book")
     return VenueRules(str(ref), _validate_rules(read_yaml(path), str(path)))
+
+
+@cache
+def _load_builtin(name: str, path: Path) -> VenueRules:
+    """Built-in rule sets are read once per process (they are immutable)."""
+    return VenueRules(name, _validate_rules(read_yaml(path), str(path)))
 
 
 def _validate_rules(data: dict[str, Any], file: str) -> Rules:
@@ -171,7 +179,5 @@ def _multi_asset_conflict(file: str, base: str, account: Any, vr: VenueRules) ->
 
 
 def _suggest(symbol: str, rules: Rules) -> str:
-    import difflib
-
     close = difflib.get_close_matches(symbol, list(rules.contracts), n=3)
     return f"did you mean {', '.join(close)}?" if close else f"{len(rules.contracts)} symbols are defined there"

@@ -29,8 +29,8 @@ from risk_models.tiers import tiered_margin
 from risk_models.venue_margin import MarginState, evaluate
 from tests.conftest import linear, rules_dict
 
-FAST = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # == 1. tiered maintenance margin =================================================================================

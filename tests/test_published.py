@@ -222,3 +222,24 @@ def test_size_discount_applies_in_pool(books: Books) -> None:
     _, st = books.evaluate(_book({"b": _venue("r.yaml", {"SOL": 1_000}, [])}, {"SOL": 100, "BTC": 1, "USDT": 1}),
                            {"r.yaml": rules})
     assert st.equity[0] == pytest.approx(100_000 * 1.1 / (1 + 0.01 * math.sqrt(1_000)), rel=1e-12)
+
+
+def test_inverse_isolated_long_liquidation_hand_derived(books: Books) -> None:
+    # Coin-margined isolated long: M + q·cs·(1/e − 1/P) = mmr·q·cs/P − cum  ⇒  P = q·cs·(1 + mmr) / (M + cum + q·cs/e)
+    q, cs, e, margin, mmr = 2_000, 100.0, 25_000.0, 0.5, 0.004
+    rules = rules_dict({"BTCUSD_PERP": {"underlying": "BTC", "settle": "BTC", "kind": "inverse", "contract_size": cs,
+                                        "brackets": [{"cap": 50, "mmr": mmr, "max_leverage": 125},
+                                                     {"cap": None, "mmr": 0.005, "max_leverage": 100}]}})
+    report = books.report(_book({"b": _venue("r.yaml", {}, [{"symbol": "BTCUSD_PERP", "qty": q, "entry_price": e,
+                                                            "margin_mode": "isolated", "isolated_margin": margin}])},
+                                {"BTC": e}), {"r.yaml": rules})
+    expected = q * cs * (1 + mmr) / (margin + q * cs / e)
+    pos = report.accounts[0].positions[0]
+    assert pos.liquidation_price == pytest.approx(expected, rel=1e-12)
+    assert q * cs / expected <= 50  # still in the first bracket at the root
+    # the short side: P = q·cs·(1 − mmr) / (q·cs/e − M) for a short of q contracts
+    report = books.report(_book({"b": _venue("r.yaml", {}, [{"symbol": "BTCUSD_PERP", "qty": -q, "entry_price": e,
+                                                            "margin_mode": "isolated", "isolated_margin": margin}])},
+                                {"BTC": e}), {"r.yaml": rules})
+    expected_short = q * cs * (1 - mmr) / (q * cs / e - margin)
+    assert report.accounts[0].positions[0].liquidation_price == pytest.approx(expected_short, rel=1e-12)

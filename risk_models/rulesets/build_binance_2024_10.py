@@ -5,7 +5,8 @@ Usage (from the repository root)::
     python -m risk_models.rulesets.build_binance_2024_10 REFERENCE.json [OUT.yaml]
 
 REFERENCE.json is ``binance_usdm_leverage_tiers_2024-10.json`` (349 symbols); OUT.yaml defaults to
-``binance-usdm-2024-10.yaml`` beside this script.  The output is deterministic.
+``binance-usdm-2024-10.yaml`` beside this script.  The output is deterministic, in JSON syntax (valid YAML 1.2,
+which pmopt parses about a hundred times faster than block YAML), one contract per line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from risk_models.ccxt_tiers import rules_from_ccxt_tiers, write_rules_yaml
+from risk_models.ccxt_tiers import dump_rules_json, rules_from_ccxt_tiers
 
 OUT = Path(__file__).with_name("binance-usdm-2024-10.yaml")
 
@@ -75,7 +76,7 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     out = Path(argv[2]) if len(argv) == 3 else OUT
-    write_rules_yaml(build(Path(argv[1])), out)
+    out.write_text(dump_rules_json(build(Path(argv[1]))), encoding="utf-8")
     print(f"wrote {out}")
     return 0
 

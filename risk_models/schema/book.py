@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -45,6 +46,17 @@ class Book(Strict):
     prices: dict[str, float]
     venues: dict[str, Venue] = Field(min_length=1)
     wallet: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("as_of")
+    @classmethod
+    def _iso(cls, as_of: str | None) -> str | None:
+        if as_of is None:
+            return None
+        try:
+            datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"as_of {as_of!r} is not an ISO-8601 date or time (e.g. 2025-02-20T00:00:00Z)") from None
+        return as_of
 
     @field_validator("prices")
     @classmethod
