@@ -12,7 +12,6 @@ is the base exactly as ccxt spells it, so ``1000BONK``'s price is the price of 1
 from __future__ import annotations
 
 import json
-
 import math
 import os
 from collections.abc import Mapping, Sequence

@@ -6,7 +6,6 @@ Every problem is collected and raised at once as :class:`InputErrors` (exit code
 from __future__ import annotations
 
 import difflib
-
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
