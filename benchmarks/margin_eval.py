@@ -227,6 +227,7 @@ def _subset(cb: CompiledBook, n_positions: int) -> CompiledBook:
                    bucket_rules=[r for r, k in zip(cb.bucket_rules, keep_b, strict=False) if k], positions=pos,
                    holdings=ha.take(np.nonzero(hk)[0]),
                    position_keys=[cb.position_keys[i] for i in idx],
+                   position_paths=[cb.position_paths[i] for i in idx],
                    position_settle_names=[cb.position_settle_names[i] for i in idx],
                    position_modes=[cb.position_modes[i] for i in idx], isolated_margin=cb.isolated_margin[idx])
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from risk_models.errors import PmoptError
 
@@ -18,7 +19,9 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            # Overflow in extreme inputs is reported as bad input by explicit finiteness checks, not warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return super().invoke(ctx)
         except PmoptError as exc:
             click.echo(f"error: {exc}".replace("\n", "\nerror: "), err=True)
             sys.exit(exc.exit_code)

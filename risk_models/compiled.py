@@ -97,6 +97,7 @@ class CompiledBook:
     positions: PositionArrays
     holdings: HoldingArrays
     position_keys: list[tuple[str, str, str]] = field(default_factory=list)  # (venue, account, symbol)
+    position_paths: list[str] = field(default_factory=list)  # key path of each position in the book file
     position_settle_names: list[str] = field(default_factory=list)
     position_modes: list[str] = field(default_factory=list)
     isolated_margin: np.ndarray = field(default_factory=lambda: np.zeros(0))  # nan for cross positions
@@ -148,7 +149,7 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
         return i
 
     pos: dict[str, list] = {k: [] for k in PositionArrays.__dataclass_fields__}
-    keys, settle_names, modes, iso = [], [], [], []
+    keys, paths, settle_names, modes, iso = [], [], [], [], []
     for venue_id, venue in book.venues.items():
         vr = loaded.rules[venue_id]
         rules = vr.rules
@@ -160,7 +161,7 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
                 rule = rules.collateral_rule(asset)
                 assert rule is not None  # checked by loading.check_book
                 holding(cross, asset, bal, rule)
-            for p in account.positions:
+            for i, p in enumerate(account.positions):
                 c: Contract = rules.contracts[p.symbol]
                 if p.margin_mode == "isolated":
                     b = len(buckets)
@@ -195,6 +196,7 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
                 for k, v in row.items():
                     pos[k].append(v)
                 keys.append((venue_id, account_id, p.symbol))
+                paths.append(f"venues.{venue_id}.accounts.{account_id}.positions[{i}]")
                 settle_names.append(c.settle)
                 modes.append(p.margin_mode)
 
@@ -225,6 +227,6 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
     )
     return CompiledBook(
         assets=assets, prices=np.array([book.prices[a] for a in assets], dtype=float), buckets=buckets,
-        bucket_rules=bucket_rules, positions=positions, holdings=holdings, position_keys=keys,
+        bucket_rules=bucket_rules, positions=positions, holdings=holdings, position_keys=keys, position_paths=paths,
         position_settle_names=settle_names, position_modes=modes, isolated_margin=np.array(iso, dtype=float),
     )

@@ -166,7 +166,7 @@ def default_mark(contract: Any, prices: dict[str, float]) -> float:
 def _multi_asset_conflict(file: str, base: str, account: Any, vr: VenueRules) -> list[InputError]:
     if vr.rules.isolated_with_multi_asset:
         return []
-    settles = vr.rules.settle_assets
+    settles = {vr.rules.contracts[p.symbol].settle for p in account.positions if p.symbol in vr.rules.contracts}
     foreign = sorted(a for a, bal in account.collateral.items() if a not in settles and bal != 0)
     isolated = [p.symbol for p in account.positions if p.margin_mode == "isolated"]
     if foreign and isolated:

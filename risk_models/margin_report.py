@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from .compiled import CompiledBook, compile_book
+from .errors import InputError, InputErrors
 from .liquidation import liquidatable_now, liquidation_prices
 from .loading import LoadedBook
 from .venue_margin import MarginState, evaluate
@@ -52,11 +55,27 @@ class MarginReport:
         return {"version": 1, "accounts": [asdict(a) for a in self.accounts]}
 
 
+def check_finite(file: str, cb: CompiledBook, st: MarginState) -> None:
+    """Finite inputs can still overflow (qty 1e307): name every position whose figures are not finite."""
+    t = st.terms
+    bad = ~(np.isfinite(t.notional_usd) & np.isfinite(t.pnl_settle) & np.isfinite(t.mm_usd) & np.isfinite(t.im_usd))
+    bad |= ~np.isfinite(st.equity[cb.positions.bucket])
+    errors = [InputError(file, cb.position_paths[p], "its notional, PnL or margin overflows the float range",
+                         "check qty, entry_price, mark_price and the prices for a misplaced exponent")
+              for p in np.nonzero(bad)[0]]
+    if not errors and not np.all(np.isfinite(st.equity)):
+        errors = [InputError(file, "venues", "an account's collateral value overflows the float range",
+                             "check collateral balances and prices for a misplaced exponent")]
+    if errors:
+        raise InputErrors(errors)
+
+
 def margin_report(loaded: LoadedBook, compiled: CompiledBook | None = None,
                   state: MarginState | None = None) -> MarginReport:
     """Evaluate every account's cross pool and every position (with its liquidation price)."""
     cb = compiled or compile_book(loaded)
     st = state or evaluate(cb)
+    check_finite(loaded.file, cb, st)
     liq = liquidation_prices(cb, st)
     now = liquidatable_now(st)
     ratio = st.margin_ratio

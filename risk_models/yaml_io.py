@@ -21,8 +21,8 @@ def read_yaml(path: Path | str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(str(path), "", "file not found", "check the path") from None
-    except OSError as exc:
-        raise InputError(str(path), "", f"cannot read: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a directory, no permission, not UTF-8 text
+        raise InputError(str(path), "", f"cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     return parse_yaml(text, str(path))
 
 
@@ -100,6 +100,8 @@ def validation_errors(file: str, exc: ValidationError) -> InputErrors:
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         reason = _REASONS.get(err["type"], err["msg"].removeprefix("Value error, "))
+        reason = reason.replace("Input should be", "must be").replace("Dictionary should", "must")
+        reason = reason.replace("List should", "must").replace(" after validation", "")
         if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
             shown = repr(err["input"])
             if len(shown) <= 60:

@@ -17,7 +17,6 @@ from click.testing import CliRunner, Result
 from optimizer.cli import main
 from risk_models.errors import InputError, InputErrors
 from risk_models.loading import load_book
-
 from tests.conftest import Books, dump_yaml, linear, rules_dict
 
 BRACKETS = [
@@ -377,6 +376,37 @@ def test_not_a_mapping(tmp_path: Path, text: str) -> None:
     assert_bad_input(run(path), path, "mapping")
 
 
+def test_book_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "book.yaml"
+    path.write_bytes(b"version: 1\nprices: {BTC: 1\xff}\n")
+    assert_bad_input(run(path), path, "cannot read", "utf-8")
+
+
+def test_book_is_a_directory(tmp_path: Path) -> None:
+    path = tmp_path / "book.yaml"
+    path.mkdir()
+    assert_bad_input(run(path), path, "cannot read")
+
+
+def test_rules_not_utf8(write) -> None:
+    path = write(base_book())
+    rules_path = path.parent / "rules.yaml"
+    rules_path.write_bytes(rules_path.read_bytes() + b"# \xfe\n")
+    assert_bad_input(run(path), rules_path, "cannot read")
+
+
+def test_python_tag_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "book.yaml"
+    path.write_text("version: 1\nprices: !!python/object:os.system {}\nvenues: {}\n", encoding="utf-8")
+    assert_bad_input(run(path), path, "invalid YAML", "line 2")
+
+
+def test_duplicated_key_in_json_syntax(tmp_path: Path) -> None:
+    path = tmp_path / "book.yaml"  # JSON is YAML 1.2; the loader takes a JSON fast path for it
+    path.write_text('{"version": 1, "prices": {"BTC": 1, "BTC": 2}, "venues": {}}', encoding="utf-8")
+    assert_bad_input(run(path), path, "BTC", "duplicated key")
+
+
 def test_invalid_yaml_in_rules(write) -> None:
     path = write(base_book())
     rules_path = path.parent / "rules.yaml"
@@ -511,11 +541,17 @@ def test_rules_file_round_trip_through_dump_yaml(tmp_path: Path) -> None:
     assert "BTCUSDT" in path.read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="library: the prices validator stops at the first non-positive price and "
-                                       "names the key 'prices', not 'prices.<ASSET>'")
 def test_every_non_positive_price_reported_with_its_key(write) -> None:
     book = base_book()
     book["prices"]["BTC"] = 0.0
     book["prices"]["ETH"] = -2.0
     path = write(book)
     assert_bad_input(run(path), path, "prices.BTC", "prices.ETH")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_overflowing_position_is_bad_input(write) -> None:
+    book = base_book()
+    _acct(book)["positions"][0]["qty"] = 1e307  # notional 3e311 USDT: overflows to inf
+    path = write(book)
+    assert_bad_input(run(path, "--json"), path, f"{POS}[0]")

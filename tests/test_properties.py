@@ -29,8 +29,8 @@ from risk_models.tiers import tiered_margin
 from risk_models.venue_margin import MarginState, evaluate
 from tests.conftest import linear, rules_dict
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # == 1. tiered maintenance margin =================================================================================
@@ -56,6 +56,12 @@ def contracts(draw: st.DrawFn) -> Contract:
 def mm(contract: Contract, notional: float) -> float:
     """The library's tiered maintenance margin (tiers.tiered_margin) of one notional."""
     return float(tiered_margin(np.array([notional]), contract.mmrs[None, :], contract.cums[None, :])[0])
+
+
+def mm_capped(contract: Contract, notional: float) -> float:
+    """tiered_margin given the caps (it may then skip tiers above the notional)."""
+    return float(tiered_margin(np.array([notional]), contract.mmrs[None, :], contract.cums[None, :],
+                               contract.caps[None, :])[0])
 
 
 def mm_explicit(contract: Contract, notional: float) -> float:
@@ -87,7 +93,14 @@ def test_tiered_margin_equals_per_tier_formula(contract: Contract, data: st.Data
     for n in points:
         got, want = mm(contract, n), mm_explicit(contract, n)
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12 * _scale(contract, n)), (n, got, want)
+        assert mm_capped(contract, n) == pytest.approx(got, rel=1e-12, abs=1e-12 * _scale(contract, n))
         assert got >= -1e-12 * _scale(contract, n)
+    # vectorized over price states (R, K): the same numbers
+    grid = np.array(points)[None, :]
+    for caps in (None, contract.caps[None, :]):
+        many = tiered_margin(grid, contract.mmrs[None, :], contract.cums[None, :], caps)[0]
+        np.testing.assert_allclose(many, [mm(contract, n) for n in points], rtol=1e-12,
+                                   atol=1e-12 * _scale(contract, max(points)))
 
 
 @FAST
@@ -98,7 +111,7 @@ def test_tiered_margin_continuous_at_every_cap(contract: Contract, rel_eps: floa
         if not math.isfinite(cap):
             continue
         eps = cap * rel_eps
-        for f in (mm, mm_explicit):
+        for f in (mm, mm_capped, mm_explicit):
             left, right = f(contract, cap - eps), f(contract, cap + eps)
             # the only admissible jump is the slope times the 2 eps step (plus rounding of the cap-sized terms)
             tol = 2 * eps * slope + 1e-12 * _scale(contract, cap)
@@ -116,7 +129,7 @@ def test_tiered_margin_convex_and_non_decreasing(contract: Contract, data: st.Da
     lam = data.draw(st.floats(0.0, 1.0))
     mid = lam * a + (1 - lam) * b
     tol = 1e-9 * _scale(contract, max(a, b))
-    for f in (mm, mm_explicit):
+    for f in (mm, mm_capped, mm_explicit):
         assert f(contract, mid) <= lam * f(contract, a) + (1 - lam) * f(contract, b) + tol, f.__name__
         lo, hi = sorted((a, b))
         assert f(contract, lo) <= f(contract, hi) + tol, f.__name__
@@ -151,13 +164,18 @@ class Case:
     book: dict[str, Any]
     rules: dict[str, dict[str, Any]]  # file name → rules dict
 
-    def write(self, folder: Path, *, shuffle: random.Random | None = None) -> Path:
-        """Write rules and book as JSON (valid YAML that keeps key order); return the book path."""
+    def write(self, folder: Path, *, shuffle: random.Random | None = None, yaml_parser: bool = False) -> Path:
+        """Write rules and book as JSON (valid YAML that keeps key order); return the book path.
+
+        The loader reads a file starting with "{" through a JSON fast path; ``yaml_parser`` puts a YAML comment
+        first so that the YAML parser reads the same document.
+        """
+        head = "# written by test_properties\n" if yaml_parser else ""
         folder.mkdir(parents=True, exist_ok=False)
         for name, data in self.rules.items():
-            (folder / name).write_text(json.dumps(_shuffled(data, shuffle)), encoding="utf-8")
+            (folder / name).write_text(head + json.dumps(_shuffled(data, shuffle)), encoding="utf-8")
         path = folder / "book.yaml"
-        path.write_text(json.dumps(_shuffled(self.book, shuffle), indent=1), encoding="utf-8")
+        path.write_text(head + json.dumps(_shuffled(self.book, shuffle), indent=1), encoding="utf-8")
         return path
 
 
@@ -272,10 +290,16 @@ def cases(draw: st.DrawFn, *, inverse_pool: bool | None = None) -> Case:
             mark = prices["BTC"] * (1.0 + draw(basis))
             inv_accounts["d"] = {"positions": [_pos_strategy(draw, "BTCUSD", mark, True, 1.0, inverse=True)]}
         venues["inv"] = {"rules": "inv.yaml", "accounts": inv_accounts}
+        inv_collateral = draw(st.sampled_from((
+            None,  # the settle asset, accepted at 100 %
+            {"BTC": {"tier_unit": "asset", "tiers": [{"cap": 5, "ratio": 1.0}, {"cap": None, "ratio": 0.9}]}},
+            {"BTC": {"tiers": [{"cap": 2e5, "ratio": 0.98}, {"cap": None, "ratio": 0.9}], "bid_rate": 0.99,
+                     "ask_rate": 1.01}},
+        )))
         rules["inv.yaml"] = rules_dict(
             {"BTCUSD": {"underlying": "BTC", "settle": "BTC", "kind": "inverse", "contract_size": 100,
                         "brackets": INVERSE_BRACKETS}},
-            liquidation_fee_rate=fee)
+            collateral=inv_collateral, liquidation_fee_rate=fee)
     book = {"version": 1, "prices": prices, "venues": venues, "wallet": {"USDT": 1000.0}}
     return Case(book, rules)
 
@@ -413,10 +437,10 @@ def _close(a: Any, b: Any, scale: float) -> bool:
 
 
 @SLOW
-@given(cases(), st.randoms(use_true_random=False))
-def test_report_independent_of_order(folders: Folders, case: Case, rng: random.Random) -> None:
+@given(cases(), st.randoms(use_true_random=False), st.booleans())
+def test_report_independent_of_order(folders: Folders, case: Case, rng: random.Random, yaml_parser: bool) -> None:
     base = _normalized(margin_report(load_book(case.write(folders.next()))).to_dict())
-    shuffled_path = case.write(folders.next(), shuffle=rng)
+    shuffled_path = case.write(folders.next(), shuffle=rng, yaml_parser=yaml_parser)
     shuffled = _normalized(margin_report(load_book(shuffled_path)).to_dict())
     assert base.keys() == shuffled.keys()
     scale = max(abs(v) for row in base.values() for v in row.values() if isinstance(v, float))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -43,7 +43,8 @@ class Venue(Strict):
 class Book(Strict):
     version: Literal[1]
     as_of: str | None = None
-    prices: dict[str, float]
+    prices: dict[str, Annotated[float, Field(gt=0)]]
+    """USD per unit of each asset; every price must be positive and finite."""
     venues: dict[str, Venue] = Field(min_length=1)
     wallet: dict[str, float] = Field(default_factory=dict)
 
@@ -57,11 +58,3 @@ class Book(Strict):
         except ValueError:
             raise ValueError(f"as_of {as_of!r} is not an ISO-8601 date or time (e.g. 2025-02-20T00:00:00Z)") from None
         return as_of
-
-    @field_validator("prices")
-    @classmethod
-    def _positive(cls, prices: dict[str, float]) -> dict[str, float]:
-        for asset, price in prices.items():
-            if not price > 0:
-                raise ValueError(f"price of {asset} is {price}: prices must be positive USD amounts")
-        return prices
