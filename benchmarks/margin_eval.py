@@ -28,7 +28,8 @@ RULES = "binance-usdm-2024-10"
 
 
 def synthetic_book(n_accounts: int, per_account: int, seed: int = 7) -> LoadedBook:
-    """A book of USDT-settled Binance positions with random sizes, 10 % isolated, USDT and BTC collateral."""
+    """A book of USDT-settled Binance positions with random sizes.  Even accounts are in Multi-Assets mode
+    (USDT and BTC collateral, cross only); odd accounts hold USDT and isolate 20 % of their positions."""
     rng = np.random.default_rng(seed)
     vr = load_rules(RULES)
     symbols = sorted(s for s, c in vr.rules.contracts.items() if c.settle == "USDT" and "_" not in s)
@@ -37,6 +38,7 @@ def synthetic_book(n_accounts: int, per_account: int, seed: int = 7) -> LoadedBo
     prices.update({"USDT": 1.0, "BTC": 60_000.0})
     accounts = {}
     for a in range(n_accounts):
+        multi_assets = a % 2 == 0
         chosen = rng.choice(len(symbols), size=min(per_account, len(symbols)), replace=False)
         positions = []
         for i in chosen:
@@ -45,12 +47,14 @@ def synthetic_book(n_accounts: int, per_account: int, seed: int = 7) -> LoadedBo
             mark = prices[c.underlying]
             notional = float(np.exp(rng.uniform(np.log(1e3), np.log(min(2e5, c.position_limit / 2)))))
             qty = float(np.sign(rng.uniform(-1, 1)) * notional / mark)
-            iso = rng.uniform() < 0.1
+            iso = not multi_assets and rng.uniform() < 0.2
             pos = {"symbol": sym, "qty": qty, "entry_price": mark * float(np.exp(rng.normal(0, 0.05)))}
             if iso:
                 pos.update(margin_mode="isolated", isolated_margin=notional * 0.2)
             positions.append(pos)
-        collateral = {"USDT": float(rng.uniform(2e5, 2e6)), "BTC": float(rng.uniform(0, 10))}
+        collateral = {"USDT": float(rng.uniform(2e5, 2e6))}
+        if multi_assets:
+            collateral["BTC"] = float(rng.uniform(0.1, 10))
         accounts[f"acct{a:03d}"] = {"collateral": collateral, "positions": positions}
     book = Book.model_validate({"version": 1, "prices": prices,
                                 "venues": {"binance": {"rules": RULES, "accounts": accounts}}})

@@ -34,6 +34,7 @@ COARSE_DOWN = 1.0 - np.array([0.02, 0.1, 0.3, 0.6, 0.9, 1 - 1e-6])
 COARSE_UP = 1.0 + np.array([0.02, 0.1, 0.5, 3.0, 100.0, 1e6])
 _MAX_ITER = 200
 _REL_WIDTH = 1e-14
+_COMPACT_MIN = 64
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Groups:
     hold_moves: np.ndarray  # (Rh,) bool: the holding's asset is the group's underlying
     positions: PositionArrays  # rows pos_index, taken once
     holdings: HoldingArrays  # rows hold_index, taken once
+    pos_hold_row: np.ndarray  # (Rp,) holding row receiving each position row's PnL
     pos_to_group: sparse.csr_array  # (G, Rp) sums rows into groups
     pos_to_hold: sparse.csr_array  # (Rh, Rp) routes each row's PnL to its settle holding row
     hold_to_group: sparse.csr_array  # (G, Rh)
@@ -70,6 +72,27 @@ class Groups:
 
     def __len__(self) -> int:
         return len(self.bucket)
+
+    def subset(self, keep: np.ndarray) -> Groups:
+        """The groups where ``keep`` is true, with their rows only (``of_position`` is left empty)."""
+        new_id = np.cumsum(keep) - 1
+        prow, hrow = keep[self.pos_group], keep[self.hold_group]
+        pi, hi = np.nonzero(prow)[0], np.nonzero(hrow)[0]
+        hold_id = np.cumsum(hrow) - 1
+        pos_group, hold_group = new_id[self.pos_group[pi]], new_id[self.hold_group[hi]]
+        pos_hold_row = hold_id[self.pos_hold_row[pi]]
+        n = int(keep.sum())
+        opt = lambda a, idx: None if a is None else a[idx]  # noqa: E731
+        return Groups(
+            bucket=self.bucket[keep], of_position=np.zeros(0, dtype=int), pos_index=self.pos_index[pi],
+            pos_moves_mark=opt(self.pos_moves_mark, pi), pos_moves_settle=opt(self.pos_moves_settle, pi),
+            hold_index=self.hold_index[hi], hold_moves=self.hold_moves[hi], positions=self.positions.take(pi),
+            holdings=self.holdings.take(hi), pos_hold_row=pos_hold_row, pos_to_group=_aggregator(pos_group, n),
+            pos_to_hold=_aggregator(pos_hold_row, len(hi)), hold_to_group=_aggregator(hold_group, n),
+            pos_group=pos_group, hold_group=hold_group, mark0=self.mark0[pi], settle_price0=self.settle_price0[pi],
+            pnl0=self.pnl0[pi], mm0=self.mm0[pi], equity0=self.equity0[hi], price0=self.price0[hi],
+            value0=self.value0[hi], surplus0=self.surplus0[keep],
+        )
 
 
 def _aggregator(target: np.ndarray, n_target: int) -> sparse.csr_array:
@@ -113,7 +136,8 @@ def build_groups(cb: CompiledBook, state: MarginState) -> Groups:
         pos_moves_mark=None if moves_mark.all() else moves_mark,
         pos_moves_settle=moves_settle if moves_settle.any() else None, hold_index=hold_index, hold_moves=hold_moves,
         positions=pa.take(pos_index), holdings=ha.take(hold_index),
-        pos_to_group=_aggregator(pos_group, len(keys)), pos_to_hold=_aggregator(pos_hold_row, len(hold_index)),
+        pos_hold_row=pos_hold_row, pos_to_group=_aggregator(pos_group, len(keys)),
+        pos_to_hold=_aggregator(pos_hold_row, len(hold_index)),
         hold_to_group=_aggregator(hold_group, len(keys)), pos_group=pos_group, hold_group=hold_group,
         mark0=col(pa.mark[pos_index]), settle_price0=col(cb.prices[pa.settle[pos_index]]),
         pnl0=col(state.terms.pnl_settle[pos_index]), mm0=col(state.terms.mm_usd[pos_index]),
@@ -155,19 +179,25 @@ def _first_crossing(g0: np.ndarray, values: np.ndarray, grid: np.ndarray) -> tup
     return lo_r, lo_g, hi_r, hi_g, found & (g0 != 0)
 
 
-def _refine(groups: Groups, a: np.ndarray, fa: np.ndarray,
-            b: np.ndarray, fb: np.ndarray, active: np.ndarray, tol: np.ndarray) -> np.ndarray:
+def _refine(groups: Groups, a: np.ndarray, fa: np.ndarray, b: np.ndarray, fb: np.ndarray, active: np.ndarray,
+            tol: np.ndarray, max_iter: int = _MAX_ITER) -> np.ndarray:
     """Regula falsi with the Anderson–Björck correction on brackets of shape (G, K), all refined together.
 
-    A bracket is done when |g| <= ``tol`` (USD, per group) or its relative width is below 1e-14.  Returns the roots
-    (nan where a bracket is inactive).
+    A bracket is done when |g| <= ``tol`` (USD, per group) or its relative width is below 1e-14.  When most
+    groups are done, the rest continue on a compacted subset.  Returns the roots (nan where a bracket is inactive).
     """
     a, fa, b, fb = a.copy(), fa.copy(), b.copy(), fb.copy()
-    tol = tol[:, None]
+    tol_col = tol[:, None]
     best, f_best = b.copy(), np.abs(fb)
-    done = ~active | (f_best <= tol)
-    for _ in range(_MAX_ITER):
+    done = ~active | (f_best <= tol_col)
+    for it in range(max_iter):
         if done.all():
+            break
+        open_rows = ~done.all(axis=1)
+        if len(groups) > _COMPACT_MIN and open_rows.sum() < 0.5 * len(groups):
+            k = open_rows
+            sub = _refine(groups.subset(k), a[k], fa[k], b[k], fb[k], active[k] & ~done[k], tol[k], max_iter - it)
+            best[k] = np.where(done[k], best[k], sub)
             break
         with np.errstate(divide="ignore", invalid="ignore"):
             c = b - fb * (b - a) / (fb - fa)
@@ -185,7 +215,7 @@ def _refine(groups: Groups, a: np.ndarray, fa: np.ndarray,
         better = np.abs(fc) < f_best
         best, f_best = np.where(better, c, best), np.where(better, np.abs(fc), f_best)
         tight = np.abs(b - a) <= _REL_WIDTH * np.maximum(np.abs(a), np.abs(b))
-        done |= (f_best <= tol * np.maximum(best, 1.0)) | tight  # exposure grows with r
+        done |= (f_best <= tol_col * np.maximum(best, 1.0)) | tight  # exposure grows with r
     return np.where(active, best, np.nan)
 
 
@@ -197,17 +227,27 @@ def liquidation_ratios(cb: CompiledBook, state: MarginState, groups: Groups | No
     g0 = groups.surplus0[:, 0]
     # g is concave in r (see module doc): with g(1) > 0 there is at most one root on each side, so a coarse
     # grid brackets it; a bucket already under water may hold both roots on one side, so it gets the fine grid.
-    grid_down, grid_up = (COARSE_DOWN, COARSE_UP) if np.all(g0 > 0) else (GRID_DOWN, GRID_UP)
-    grid = np.concatenate([grid_down, grid_up])
-    values = surplus(groups, np.broadcast_to(grid, (len(groups), len(grid))).copy())
-    n = len(grid_down)
-    down = _first_crossing(g0, values[:, :n], grid_down)
-    up = _first_crossing(g0, values[:, n:], grid_up)
-    a, fa, b, fb, active = (np.stack([d, u], axis=1) for d, u in zip(down, up, strict=False))
+    a, fa, b, fb, active = _bracket(groups, COARSE_DOWN, COARSE_UP)
+    under = g0 <= 0
+    if under.any():
+        fine = _bracket(groups.subset(under) if not under.all() else groups, GRID_DOWN, GRID_UP)
+        for full, part in zip((a, fa, b, fb, active), fine, strict=True):
+            full[under] = part
     roots = _refine(groups, a, fa, b, fb, active, _tolerance(cb, state, groups))
     dist = np.where(np.isnan(roots), np.inf, np.abs(roots - 1.0))
     best = roots[np.arange(len(groups)), np.argmin(dist, axis=1)]
     return np.where(g0 == 0, 1.0, best)
+
+
+def _bracket(groups: Groups, down: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Scan the grids below and above the mark: per group and side (G, 2), the first cell where g changes sign
+    as (a, g(a), b, g(b)) and whether there is one."""
+    grid = np.concatenate([down, up])
+    values = surplus(groups, np.broadcast_to(grid, (len(groups), len(grid))).copy())
+    g0 = groups.surplus0[:, 0]
+    below = _first_crossing(g0, values[:, : len(down)], down)
+    above = _first_crossing(g0, values[:, len(down) :], up)
+    return tuple(np.stack([d, u], axis=1) for d, u in zip(below, above, strict=True))
 
 
 def _tolerance(cb: CompiledBook, state: MarginState, groups: Groups) -> np.ndarray:
