@@ -1,0 +1,6 @@
+"""Scenario sets: joint asset returns over a horizon (historical, filtered historical, stressed, parametric,
+venue-style grids)."""
+
+from .base import ScenarioSet
+
+__all__ = ["ScenarioSet"]
