@@ -61,7 +61,7 @@ class Revaluation:
 
 def growth_matrix(cb: CompiledBook, scenarios: ScenarioSet, pegged: tuple[str, ...] = DEFAULT_PEGGED) -> np.ndarray:
     """(A, S) price growth 1 + r of every book asset; pegged assets absent from the set stay at 1."""
-    return 1.0 + scenarios.returns_of(cb.assets, pegged).T
+    return scenarios.growth_of(cb.assets, pegged)
 
 
 def revalue(cb: CompiledBook, growth: np.ndarray) -> Revaluation:
@@ -88,31 +88,55 @@ def revalue(cb: CompiledBook, growth: np.ndarray) -> Revaluation:
 
 
 def _maintenance(cb: CompiledBook, factors: Factors, x: np.ndarray, growth: np.ndarray) -> np.ndarray:
-    """(B, S) maintenance margin: tabulated per (bucket, factor) group; size-dependent rates directly."""
+    """(B, S) maintenance margin in USD.
+
+    A position whose active tier is the same at the smallest and the largest scenario value of its factor is
+    affine over the whole scenario set (the common case for daily moves): its margin is a linear function of the
+    asset growth rows and all such positions together cost one (B × A) @ (A × S) product.  The others are
+    grouped by (bucket, factor) and evaluated from their tabulated piecewise-linear totals; size-dependent
+    (Deribit) rates are evaluated directly.
+    """
     pa = cb.positions
-    out = np.zeros((cb.n_buckets, x.shape[1]))
+    n_b, n_s = cb.n_buckets, x.shape[1]
+    out = np.zeros((n_b, n_s))
     sized = ~np.isnan(pa.size_rate)
     plain = np.nonzero(~sized)[0]
     if plain.size:
-        keys, group = np.unique(np.stack([pa.bucket[plain], factors.of_position[plain]], axis=1), axis=0,
-                                return_inverse=True)
-        group = group.ravel()
         slopes, intercepts = _affine_pieces(pa, plain)
-        for g, (bucket, f) in enumerate(keys):
-            rows = np.nonzero(group == g)[0]
-            p0 = plain[rows[0]]
-            fn = PiecewiseLinear.from_max_affine(slopes[rows], intercepts[rows])
-            if pa.inverse[p0]:
-                scale = cb.prices[pa.underlying[p0]] * pa.ask_settle[p0]
-            else:
-                scale = cb.prices[pa.settle[p0]] * growth[pa.settle[p0]] * pa.ask_settle[p0]
-            out[bucket] += scale * fn(x[f])
+        f = factors.of_position[plain]
+        lo, hi = x.min(axis=1)[f], x.max(axis=1)[f]
+        k_lo = np.argmax(slopes * lo[:, None] + intercepts, axis=1)
+        k_hi = np.argmax(slopes * hi[:, None] + intercepts, axis=1)
+        affine = k_lo == k_hi
+        rows = np.arange(len(plain))
+        a, b = intercepts[rows, k_lo], slopes[rows, k_lo]
+        inverse = pa.inverse[plain]
+        bucket, und, settle = pa.bucket[plain], pa.underlying[plain], pa.settle[plain]
+        # linear: P_S·g_S·ask·(a + b·g_u/g_S) = P_S·ask·(a·g_S + b·g_u); inverse: P_u·ask·(a + b·g_u)
+        scale = np.where(inverse, cb.prices[und], cb.prices[settle]) * pa.ask_settle[plain]
+        coef = np.zeros((n_b, len(cb.assets)))
+        const = np.zeros(n_b)
+        lin_a = affine & ~inverse
+        inv_a = affine & inverse
+        np.add.at(coef, (bucket[lin_a], settle[lin_a]), (scale * a)[lin_a])
+        np.add.at(const, bucket[inv_a], (scale * a)[inv_a])
+        np.add.at(coef, (bucket[affine], und[affine]), (scale * b)[affine])
+        out += const[:, None] + coef @ growth
+        kinked = np.nonzero(~affine)[0]
+        if kinked.size:
+            keys, group = np.unique(np.stack([bucket[kinked], f[kinked]], axis=1), axis=0, return_inverse=True)
+            group = group.ravel()
+            for g, (bkt, fac) in enumerate(keys):
+                members = kinked[group == g]
+                fn = PiecewiseLinear.from_max_affine(slopes[members], intercepts[members])
+                p0 = plain[members[0]]
+                factor_scale = scale[members[0]] * (1.0 if pa.inverse[p0] else growth[pa.settle[p0]])
+                out[bkt] += factor_scale * fn(x[fac])
     for p in np.nonzero(sized)[0]:
-        rows = pa.take(np.array([p]))
-        xp = x[factors.of_position[p]][None, :]
-        mark = pa.mark[p] * xp
+        row = pa.take(np.array([p]))
+        mark = pa.mark[p] * x[factors.of_position[p]][None, :]
         settle_price = cb.prices[pa.settle[p]] * growth[pa.settle[p]][None, :]
-        mm = maintenance_settle(rows, settle_notional(rows, mark))
+        mm = maintenance_settle(row, settle_notional(row, mark))
         out[pa.bucket[p]] += (mm * settle_price * pa.ask_settle[p])[0]
     return out
 

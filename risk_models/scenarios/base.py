@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -61,14 +62,19 @@ class ScenarioSet:
 
     def returns_of(self, assets: Sequence[str], pegged: Sequence[str] = ()) -> np.ndarray:
         """(S, len(assets)) returns in the given asset order; pegged assets (and only they) may be absent: 0."""
+        return self.growth_of(assets, pegged).T - 1.0
+
+    def growth_of(self, assets: Sequence[str], pegged: Sequence[str] = ()) -> np.ndarray:
+        """(len(assets), S) price growth factors 1 + r, asset-major (the layout revaluation works in)."""
         index = {a: i for i, a in enumerate(self.assets)}
-        out = np.zeros((self.n_scenarios, len(assets)))
-        missing = []
-        for j, asset in enumerate(assets):
-            if asset in index:
-                out[:, j] = self.returns[:, index[asset]]
-            elif asset not in pegged:
-                missing.append(asset)
+        missing = [a for a in assets if a not in index and a not in pegged]
         if missing:
             raise KeyError(f"no scenario returns for {', '.join(missing)}")
+        rows = np.array([index.get(a, -1) for a in assets], dtype=int)
+        out = self._growth_t[np.maximum(rows, 0)]
+        out[rows < 0] = 1.0
         return out
+
+    @cached_property
+    def _growth_t(self) -> np.ndarray:
+        return np.ascontiguousarray(self.returns.T) + 1.0
