@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .loading import LoadedBook, default_mark
+from .risk_matrix import matrix_margin, matrix_params
 from .schema import CollateralRule, Contract
 
 _PLAIN = CollateralRule()
@@ -101,6 +102,10 @@ class CompiledBook:
     position_settle_names: list[str] = field(default_factory=list)
     position_modes: list[str] = field(default_factory=list)
     isolated_margin: np.ndarray = field(default_factory=lambda: np.zeros(0))  # nan for cross positions
+    bucket_extra_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) USD: risk-matrix margins
+    bucket_extra_im: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) USD
+    standalone_mm_settle: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) risk-matrix positions
+    standalone_im_settle: np.ndarray = field(default_factory=lambda: np.zeros(0))  # alone; nan elsewhere
 
     @property
     def n_buckets(self) -> int:
@@ -150,6 +155,7 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
 
     pos: dict[str, list] = {k: [] for k in PositionArrays.__dataclass_fields__}
     keys, paths, settle_names, modes, iso = [], [], [], [], []
+    matrix_rows: list[tuple[int, int, Contract, object, object]] = []
     for venue_id, venue in book.venues.items():
         vr = loaded.rules[venue_id]
         rules = vr.rules
@@ -193,6 +199,10 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
                     size_mm_base=sm.maintenance_base if sm else math.nan,
                     size_rate=sm.rate_per_unit if sm else math.nan, imf=imf, ask_settle=ask,
                 )
+                if rules.margin_model is not None:  # the venue's portfolio margin replaces the brackets
+                    row.update(mmrs=[0.0], cums=[0.0], caps=[math.inf], max_leverage=[1.0], fee_rate=0.0,
+                               size_im_base=math.nan, size_mm_base=math.nan, size_rate=math.nan, imf=0.0)
+                    matrix_rows.append((len(keys), b, c, p, rules))
                 for k, v in row.items():
                     pos[k].append(v)
                 keys.append((venue_id, account_id, p.symbol))
@@ -225,8 +235,36 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
         size_k=np.array([r.size_discount_k for *_, r in hold_rows], dtype=float),
         liability_weight=np.array([r.liability_weight for *_, r in hold_rows], dtype=float),
     )
+    extra_mm, extra_im, alone_mm, alone_im = _matrix_margins(matrix_rows, len(buckets), len(keys), book.prices,
+                                                             [r for *_, r in hold_rows], hold_index, aidx)
     return CompiledBook(
         assets=assets, prices=np.array([book.prices[a] for a in assets], dtype=float), buckets=buckets,
         bucket_rules=bucket_rules, positions=positions, holdings=holdings, position_keys=keys, position_paths=paths,
         position_settle_names=settle_names, position_modes=modes, isolated_margin=np.array(iso, dtype=float),
+        bucket_extra_mm=extra_mm, bucket_extra_im=extra_im, standalone_mm_settle=alone_mm,
+        standalone_im_settle=alone_im,
     )
+
+
+def _matrix_margins(rows: list, n_buckets: int, n_positions: int, prices: dict[str, float],
+                    hold_rules: list[CollateralRule], hold_index: dict[tuple[int, str], int], aidx: dict[str, int]
+                    ) -> tuple[np.ndarray, ...]:
+    """Risk-matrix margins: per (bucket, underlying) on the net coin delta (USD, added to the bucket), and per
+    position alone (coin, for reports).  Only inverse contracts reach here (checked when loading)."""
+    extra_mm, extra_im = np.zeros(n_buckets), np.zeros(n_buckets)
+    alone_mm, alone_im = np.full(n_positions, math.nan), np.full(n_positions, math.nan)
+    deltas: dict[tuple[int, str], list] = {}
+    for i, b, c, p, rules in rows:
+        mark = p.mark_price if p.mark_price is not None else default_mark(c, prices)
+        delta = p.qty * c.contract_size / mark
+        params = matrix_params(rules.margin_model, c.underlying)
+        alone_im[i], alone_mm[i] = matrix_margin(delta, params)
+        entry = deltas.setdefault((b, c.underlying), [0.0, params, c.settle])
+        entry[0] += delta
+    for (b, _underlying), (delta, params, settle) in deltas.items():
+        im, mm = matrix_margin(delta, params)
+        ask = hold_rules[hold_index[(b, settle)]].ask_rate
+        to_usd = prices[settle] * ask
+        extra_im[b] += im * to_usd
+        extra_mm[b] += mm * to_usd
+    return extra_mm, extra_im, alone_mm, alone_im

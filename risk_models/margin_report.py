@@ -87,10 +87,15 @@ def margin_report(loaded: LoadedBook, compiled: CompiledBook | None = None,
             cross_of[(bid.venue, bid.account)] = b
     for p, (venue, account, symbol) in enumerate(cb.position_keys):
         b = int(cb.positions.bucket[p])
+        mm_settle = float(t.mm_settle[p])
+        mm_usd = float(t.mm_usd[p])
+        if not np.isnan(cb.standalone_mm_settle[p]):  # risk-matrix venue: the position's margin alone
+            mm_settle = float(cb.standalone_mm_settle[p])
+            mm_usd = mm_settle * float(cb.prices[cb.positions.settle[p]] * cb.positions.ask_settle[p])
         pm = PositionMargin(
             symbol=symbol, settle=cb.position_settle_names[p], margin_mode=cb.position_modes[p],
             qty=float(cb.positions.qty[p]), notional=float(t.notional_usd[p]),
-            maintenance_margin=float(t.mm_usd[p]), maintenance_margin_settle=float(t.mm_settle[p]),
+            maintenance_margin=mm_usd, maintenance_margin_settle=mm_settle,
             unrealized_pnl=float(t.pnl_settle[p] * cb.prices[cb.positions.settle[p]]),
             isolated_margin=_opt(cb.isolated_margin[p]), liquidation_price=_opt(liq[p]),
             liquidatable_now=bool(now[b]),

@@ -98,7 +98,7 @@ def _maintenance(cb: CompiledBook, factors: Factors, x: np.ndarray, growth: np.n
     """
     pa = cb.positions
     n_b, n_s = cb.n_buckets, x.shape[1]
-    out = np.zeros((n_b, n_s))
+    out = np.repeat(cb.bucket_extra_mm[:, None], n_s, axis=1)  # risk-matrix margins: constant USD (inverse)
     sized = ~np.isnan(pa.size_rate)
     plain = np.nonzero(~sized)[0]
     if plain.size:

@@ -161,8 +161,8 @@ def evaluate(cb: CompiledBook) -> MarginState:
         holding_equity=ae,
         holding_value=value,
         equity=segment_sum(value, ha.bucket, b),
-        maintenance=segment_sum(terms.mm_usd, pa.bucket, b),
-        initial=segment_sum(terms.im_usd, pa.bucket, b),
+        maintenance=segment_sum(terms.mm_usd, pa.bucket, b) + cb.bucket_extra_mm,
+        initial=segment_sum(terms.im_usd, pa.bucket, b) + cb.bucket_extra_im,
     )
 
 

@@ -97,7 +97,7 @@ def test_deribit_standard_initial_margin(books: Books) -> None:
     for btc, expected in ((25, 0.53125), (350, 13.125)):
         mark = 40_000.0
         qty = btc * mark / 10  # BTC-PERPETUAL: 10 USD per contract
-        _cb, st = books.evaluate(_book({"deribit": _venue("deribit", {"BTC": 1_000},
+        _cb, st = books.evaluate(_book({"deribit": _venue("deribit-standard", {"BTC": 1_000},
                                                          [{"symbol": "BTC-PERPETUAL", "qty": qty,
                                                            "entry_price": mark}])}, {"BTC": mark}))
         assert st.terms.notional_settle[0] == pytest.approx(btc, rel=1e-15)

@@ -49,8 +49,8 @@ def _mm(contract: Any, notional: float) -> float:
 
 def test_the_expected_rule_sets_are_shipped() -> None:
     names = {p.stem for p in RULESETS.glob("*.yaml")}
-    assert names >= {"binance-usdm-2021", "binance-usdm-2024-10", "deribit-2024-06", "dydx-v4-2024-03",
-                     "hyperliquid-2026-03"}
+    assert names >= {"binance-usdm-2021", "binance-usdm-2024-10", "deribit-standard-2021", "deribit-pm-2024-06",
+                     "dydx-v4-2024-03", "hyperliquid-2026-03"}
 
 
 @pytest.mark.parametrize("path", sorted(RULESETS.glob("*.yaml")), ids=lambda p: p.stem)
@@ -212,7 +212,7 @@ def test_dydx_large_cap_markets() -> None:
 
 
 def test_deribit_btc_perpetual_size_margin() -> None:
-    rules = _rules("deribit-2024-06")
+    rules = _rules("deribit-standard-2021")
     perp = rules.contracts["BTC-PERPETUAL"]
     assert (perp.underlying, perp.settle, perp.kind, perp.contract_size) == ("BTC", "BTC", "inverse", 10)
     assert [(b.cap, b.mmr, b.max_leverage) for b in perp.brackets] == [(None, 0.015, 50)]
@@ -232,7 +232,7 @@ def test_deribit_btc_perpetual_size_margin() -> None:
 
 
 def test_deribit_risk_matrix_parameters() -> None:
-    model = _rules("deribit-2024-06").margin_model
+    model = _rules("deribit-pm-2024-06").margin_model
     assert model is not None and model.kind == "risk_matrix"
     assert (model.price_range, model.volatility_range_up, model.volatility_range_down) == (0.16, 0.5, 0.25)
     assert (model.annualised_move_risk, model.min_annualised_move) == (0.075, 0.01)
