@@ -1,0 +1,88 @@
+"""Net portfolio margin per account (the numbers behind `pmopt risk`, spec §5).  Amounts in USD."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .compiled import CompiledBook
+from .margin_report import check_finite
+from .measures import RiskMeasure
+from .portfolio_margin import BucketRisk, portfolio_margin
+from .revaluation import DEFAULT_PEGGED
+from .scenarios import ScenarioSet
+from .venue_margin import MarginState
+
+
+@dataclass(frozen=True)
+class IsolatedRisk:
+    symbol: str
+    net_portfolio_margin: float
+    isolated_margin: float
+
+
+@dataclass(frozen=True)
+class AccountRisk:
+    venue: str
+    account: str
+    equity: float
+    maintenance_margin: float
+    net_portfolio_margin: float
+    standalone_margin: float
+    diversification_benefit: float
+    stressed_equity: float
+    contributions: dict[str, float]
+    worst_scenarios: list[dict[str, float | str]]
+    isolated: list[IsolatedRisk]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    kind: str
+    confidence: float
+    measure: str
+    horizon_days: int
+    scenarios: int
+    window: list[str] | None
+
+
+@dataclass(frozen=True)
+class RiskReport:
+    model: ModelInfo
+    accounts: list[AccountRisk]
+
+    def to_dict(self) -> dict:
+        """The JSON document of spec §5."""
+        return {"version": 1, "model": asdict(self.model), "accounts": [asdict(a) for a in self.accounts]}
+
+
+def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: ScenarioSet, measure: RiskMeasure,
+                buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED) -> RiskReport:
+    """Net portfolio margin, stressed equity, attribution and diversification of every account."""
+    check_finite(file, cb, state)
+    risks = portfolio_margin(cb, state, scenarios, measure, buffer, pegged)
+    by_bucket: dict[int, BucketRisk] = {r.bucket: r for r in risks}
+    accounts = []
+    for b, bid in enumerate(cb.buckets):
+        if bid.symbol is not None:
+            continue
+        r = by_bucket[b]
+        isolated = []
+        for ib, other in enumerate(cb.buckets):
+            if other.symbol is not None and (other.venue, other.account) == (bid.venue, bid.account):
+                p = int(np.nonzero(cb.positions.bucket == ib)[0][0])
+                isolated.append(IsolatedRisk(other.symbol, by_bucket[ib].net_portfolio_margin,
+                                             float(cb.isolated_margin[p])))
+        accounts.append(AccountRisk(
+            venue=bid.venue, account=bid.account, equity=float(state.equity[b]),
+            maintenance_margin=float(state.maintenance[b]), net_portfolio_margin=r.net_portfolio_margin,
+            standalone_margin=float(r.standalone_margin or 0.0),
+            diversification_benefit=float(r.diversification_benefit or 0.0), stressed_equity=r.stressed_equity,
+            contributions=r.contributions,
+            worst_scenarios=[{"label": label, "loss": loss} for label, loss in r.worst_scenarios],
+            isolated=isolated,
+        ))
+    model = ModelInfo(scenarios.kind, measure.alpha, measure.kind, scenarios.horizon_days, scenarios.n_scenarios,
+                      list(scenarios.window) if scenarios.window else None)
+    return RiskReport(model, accounts)
