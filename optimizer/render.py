@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from risk_models.margin_report import MarginReport
+if TYPE_CHECKING:
+    from risk_models.margin_report import MarginReport
+    from risk_models.risk_report import RiskReport
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -22,11 +26,16 @@ def _price(x: float | None) -> str:
     return f"{x:,.{max(2, 6 - len(str(int(abs(x)))))}f}"
 
 
+def _console(console: Console | None) -> Console:
+    if console is not None:
+        return console
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=160)
+
+
 def print_margin_table(report: MarginReport, console: Console | None = None) -> None:
     """One summary table of accounts, then one table of positions per account."""
-    if console is None:
-        probe = Console()
-        console = probe if probe.is_terminal else Console(width=160)
+    console = _console(console)
     summary = Table(title="Venue margin per account (cross pools, USD)")
     for col in ("venue", "account", "rules", "equity", "maint. margin", "initial margin", "margin ratio",
                 "available"):
@@ -50,3 +59,39 @@ def print_margin_table(report: MarginReport, console: Console | None = None) -> 
                       _num(p.isolated_margin, 6), _price(p.liquidation_price),
                       "YES" if p.liquidatable_now else "no", style="red" if p.liquidatable_now else None)
         console.print(t)
+
+
+def print_risk_tables(report: RiskReport, console: Console | None = None) -> None:
+    """Net portfolio margin per account, then each account's attribution and worst scenarios."""
+    console = _console(console)
+    m = report.model
+    window = f", data {m.window[0]} … {m.window[1]}" if m.window else ""
+    title = (f"Net portfolio margin (USD): {m.kind}, {m.measure} {m.confidence:.3g}, {m.horizon_days}-day horizon, "
+             f"{m.scenarios:,} scenarios{window}")
+    t = Table(title=title)
+    for col in ("venue", "account", "equity", "venue MM", "net portfolio margin", "standalone", "diversification",
+                "stressed equity"):
+        t.add_column(col, justify="left" if col in ("venue", "account") else "right")
+    for a in report.accounts:
+        short = a.stressed_equity < 0 or a.net_portfolio_margin > a.equity
+        t.add_row(a.venue, a.account, _num(a.equity), _num(a.maintenance_margin), _num(a.net_portfolio_margin),
+                  _num(a.standalone_margin), _num(a.diversification_benefit), _num(a.stressed_equity),
+                  style="red" if short else None)
+    console.print(t)
+    for a in report.accounts:
+        d = Table(title=f"{a.venue}/{a.account}: contributions and worst scenarios")
+        d.add_column("item")
+        d.add_column("contribution USD", justify="right")
+        d.add_column("worst scenario")
+        d.add_column("loss USD", justify="right")
+        items = sorted(a.contributions.items(), key=lambda kv: -abs(kv[1]))
+        worst = a.worst_scenarios
+        for i in range(max(len(items), len(worst))):
+            name, value = items[i] if i < len(items) else ("", None)
+            label, loss = (worst[i]["label"], worst[i]["loss"]) if i < len(worst) else ("", None)
+            d.add_row(name, _num(value) if value is not None else "", str(label),
+                      _num(loss) if loss is not None else "")
+        for iso in a.isolated:
+            d.add_row(f"isolated {iso.symbol}", _num(iso.net_portfolio_margin), "isolated margin",
+                      _num(iso.isolated_margin))
+        console.print(d)

@@ -43,3 +43,14 @@ class InputErrors(PmoptError):
 
 class UnknownRuleSetError(InputError):
     """A book names a rule set that is neither built in nor a readable file."""
+
+
+class RiskModelError(PmoptError, ValueError):
+    """A risk-model parameter or input array is unusable.  Exit code 2.  The message says how to fix it."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str, remedy: str = "") -> None:
+        self.reason = reason
+        self.remedy = remedy
+        super().__init__(f"{reason} ({remedy})" if remedy else reason)

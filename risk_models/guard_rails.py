@@ -3,9 +3,11 @@ anti-procyclicality, margin-rules reference §5) and a convex liquidity add-on. 
 
 from __future__ import annotations
 
-import cvxpy as cp
+import lazy_loader
 import numpy as np
 from numpy.typing import ArrayLike
+
+cp = lazy_loader.load("cvxpy")  # imported on first use: reports and checks do not pay for it
 
 EMIR_MAX_OFFSET = 0.8
 """EMIR: portfolio offsets may reduce margin by at most 80 % of (Σ standalone − combined)."""

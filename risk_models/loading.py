@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from . import rulesets
 from .errors import InputError, InputErrors
 from .schema import Book, Rules
+from .schema.policy import Policy
 from .yaml_io import read_yaml, validation_errors
 
 
@@ -61,6 +62,15 @@ def _validate_rules(data: dict[str, Any], file: str) -> Rules:
         return Rules.model_validate(data)
     except ValidationError as exc:
         raise validation_errors(file, exc) from None
+
+
+def load_policy(path: Path | str) -> Policy:
+    """Read and validate a policy file (spec §3)."""
+    data = read_yaml(path)
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise validation_errors(str(path), exc) from None
 
 
 def load_book(path: Path | str) -> LoadedBook:

@@ -40,13 +40,21 @@ class BucketRisk:
 
 def portfolio_margin(cb: CompiledBook, state: MarginState, scenarios: ScenarioSet, measure: RiskMeasure,
                      buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED,
-                     attribution: bool = True) -> list[BucketRisk]:
-    """R_b, stressed equity and (optionally) attribution for every bucket of ``cb``."""
+                     attribution: bool = True, mm_at_current: bool = False) -> list[BucketRisk]:
+    """R_b, stressed equity and (optionally) attribution for every bucket of ``cb``.
+
+    ``mm_at_current``: use today's maintenance margin for MM_s (the parametric model, spec §5).  A grid set
+    (``meta["units"]``: asset → scenario range) is measured per risk unit and summed (no inter-unit credit).
+    """
     growth = growth_matrix(cb, scenarios, pegged)
     rv = revalue(cb, growth)
     p, cover = scenarios.probabilities, scenarios.coverage
     loss = state.equity[:, None] - rv.equity
-    term = loss + buffer * rv.maintenance
+    mm = state.maintenance[:, None] if mm_at_current else rv.maintenance
+    term = loss + buffer * mm
+    units = scenarios.meta.get("units")
+    if units:
+        return [_per_unit(b, term[b], loss[b], state.equity[b], scenarios, units) for b in range(cb.n_buckets)]
     out = []
     for b in range(cb.n_buckets):
         r_b = measure.evaluate(term[b], p, cover)
@@ -58,6 +66,24 @@ def portfolio_margin(cb: CompiledBook, state: MarginState, scenarios: ScenarioSe
             risk = _attribute(cb, state, scenarios, measure, buffer, growth, rv, risk, term[b])
         out.append(risk)
     return out
+
+
+def _per_unit(b: int, term: np.ndarray, loss: np.ndarray, equity: float, scenarios: ScenarioSet,
+              units: dict) -> BucketRisk:
+    """Scanning risk: the worst counted term of each risk unit's own scenarios, summed over units."""
+    cover = scenarios.coverage
+    total = stressed = 0.0
+    contributions = {}
+    worst = []
+    for asset, (start, stop) in units.items():
+        t = cover[start:stop] * term[start:stop]
+        k = int(np.argmax(t))
+        contributions[f"unit:{asset}"] = max(float(t[k]), 0.0)
+        total += contributions[f"unit:{asset}"]
+        stressed += max(float(np.max(cover[start:stop] * loss[start:stop])), 0.0)
+        worst.append((scenarios.labels[start + k], float(cover[start + k] * loss[start + k])))
+    worst.sort(key=lambda w: -w[1])
+    return BucketRisk(b, total, equity - stressed, total, 0.0, contributions, worst[:N_WORST])
 
 
 def _attribute(cb: CompiledBook, state: MarginState, scenarios: ScenarioSet, measure: RiskMeasure, buffer: float,

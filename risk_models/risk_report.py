@@ -58,10 +58,16 @@ class RiskReport:
 
 
 def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: ScenarioSet, measure: RiskMeasure,
-                buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED) -> RiskReport:
-    """Net portfolio margin, stressed equity, attribution and diversification of every account."""
+                buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED, model_kind: str | None = None
+                ) -> RiskReport:
+    """Net portfolio margin, stressed equity, attribution and diversification of every account.
+
+    ``model_kind`` names the model in the report (default: the scenario set's kind); "parametric" uses today's
+    maintenance margin for MM_s (spec §5).
+    """
     check_finite(file, cb, state)
-    risks = portfolio_margin(cb, state, scenarios, measure, buffer, pegged)
+    kind = model_kind or scenarios.kind
+    risks = portfolio_margin(cb, state, scenarios, measure, buffer, pegged, mm_at_current=kind == "parametric")
     by_bucket: dict[int, BucketRisk] = {r.bucket: r for r in risks}
     accounts = []
     for b, bid in enumerate(cb.buckets):
@@ -83,6 +89,6 @@ def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: Scen
             worst_scenarios=[{"label": label, "loss": loss} for label, loss in r.worst_scenarios],
             isolated=isolated,
         ))
-    model = ModelInfo(scenarios.kind, measure.alpha, measure.kind, scenarios.horizon_days, scenarios.n_scenarios,
+    model = ModelInfo(kind, measure.alpha, measure.kind, scenarios.horizon_days, scenarios.n_scenarios,
                       list(scenarios.window) if scenarios.window else None)
     return RiskReport(model, accounts)

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import cvxpy as cp
+import lazy_loader
 import numpy as np
 from numpy.typing import ArrayLike
+
+cp = lazy_loader.load("cvxpy")  # imported on first use: reports and checks do not pay for it
 
 SPAN_SCENARIOS = 16
 EXTREME_SCENARIOS = (14, 15)
