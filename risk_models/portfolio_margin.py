@@ -135,21 +135,38 @@ def _item_terms(cb: CompiledBook, state: MarginState, growth: np.ndarray, rv: Re
         rate = np.where(np.abs(pnl_sum) > 1e-12 * (np.abs(d_value) + 1.0), residual / pnl_sum, 0.0)
     terms: dict[str, np.ndarray] = {}
     assigned = np.zeros_like(d_value)
+    matrix_mm = _matrix_shares(cb, pos)
     for i, p in enumerate(pos):
         share = d_pnl[i] * rate[row[i]]
         np.add.at(assigned, row[i], share)
-        terms[cb.position_keys[p][2]] = share + buffer * mm[i]
+        terms[cb.position_keys[p][2]] = share + buffer * (mm[i] + matrix_mm[i])
     for i, h in enumerate(hold):
         key = f"collateral:{cb.assets[ha.asset[h]]}"
         terms[key] = terms.get(key, 0.0) + price_only[i] + (residual[i] - assigned[i])
     return terms
 
 
+def _matrix_shares(cb: CompiledBook, pos: np.ndarray) -> np.ndarray:
+    """A risk-matrix bucket's netted margin (USD, constant) shared among its positions by their margin alone."""
+    alone = np.nan_to_num(cb.standalone_mm_settle[pos])
+    extra = cb.bucket_extra_mm[cb.positions.bucket[pos[0]]] if pos.size else 0.0
+    total = alone.sum()
+    return extra * alone / total if total > 0 else np.zeros(pos.size)
+
+
+def _alone_matrix_mm(cb: CompiledBook, pos: np.ndarray) -> np.ndarray:
+    """Each risk-matrix position's margin alone in USD (0 for bracket positions)."""
+    pa = cb.positions
+    return np.nan_to_num(cb.standalone_mm_settle[pos]) * cb.prices[pa.settle[pos]] * pa.ask_settle[pos]
+
+
 def _standalone_terms(cb: CompiledBook, state: MarginState, growth: np.ndarray, rv: Revaluation, pos: np.ndarray,
                       hold: np.ndarray, buffer: float) -> dict[str, np.ndarray]:
     ha = cb.holdings
     d_pnl, mm, settle_price = _position_paths(cb, growth, rv, pos)
-    terms = {cb.position_keys[p][2]: d_pnl[i] * settle_price[i] + buffer * mm[i] for i, p in enumerate(pos)}
+    matrix_mm = _alone_matrix_mm(cb, pos)
+    terms = {cb.position_keys[p][2]: d_pnl[i] * settle_price[i] + buffer * (mm[i] + matrix_mm[i])
+             for i, p in enumerate(pos)}
     for h in hold:
         value0 = state.holding_value[h]
         shocked = holding_value(ha.take(np.array([h])), np.full((1, rv.holding_price.shape[1]),
