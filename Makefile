@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/pmopt margin examples/multi_venue/book.yaml
+	$(BIN)/pmopt risk examples/multi_venue/book.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -26,6 +27,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/margin_eval.py
+	$(BIN)/python benchmarks/risk_eval.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from fractions import Fraction
 
 import numpy as np
 
 from ..errors import RiskModelError
+from ..span import NSE_EXTREME_COVER, NSE_EXTREME_MULTIPLE, span_cover, span_price_moves
 from .base import ScenarioSet
-
-NSE_EXTREME_MULTIPLE = 2.0
-NSE_EXTREME_COVER = 0.35
-"""SPAN extreme move: 2 × scan range, 35 % of the loss counted (NSE; CME's example implies 3× at 33 %)."""
 
 OKX_GROUPS: dict[str, tuple[tuple[float, ...], float]] = {
     "BTC": ((0.0, 0.04, 0.08, 0.12), 0.24), "ETH": ((0.0, 0.04, 0.08, 0.12), 0.24),
@@ -62,18 +58,12 @@ def span_grid(asset: str, scan_range: float, extreme_multiple: float = NSE_EXTRE
     if not 0.0 <= extreme_cover <= 1.0:
         raise RiskModelError(f"extreme_cover = {extreme_cover} must lie in [0, 1]", "use e.g. 0.35")
     down = vol_up if vol_down is None else vol_down
-    steps = [Fraction(0), Fraction(1, 3), Fraction(-1, 3), Fraction(2, 3), Fraction(-2, 3), Fraction(1), Fraction(-1)]
-    moves, vols, labels = [], [], []
-    for step in steps:
-        for vol, vol_name in ((vol_up, "up"), (-down, "down")):
-            moves.append(float(step) * scan_range)
-            vols.append(vol)
-            labels.append(f"{asset} span price {'+' if step > 0 else ''}{step} vol {vol_name}")
-    for sign in (1, -1):
-        moves.append(sign * extreme_multiple * scan_range)
-        vols.append(0.0)
-        labels.append(f"{asset} span extreme {'+' if sign > 0 else '-'}{extreme_multiple:g}x")
-    cover = [1.0] * 14 + [extreme_cover] * 2
+    moves = span_price_moves(extreme_multiple) * scan_range  # the order of risk arrays (risk_models.span)
+    vols = [vol_up, -down] * 7 + [0.0, 0.0]
+    steps = ("0", "+1/3", "-1/3", "+2/3", "-2/3", "+1", "-1")
+    labels = [f"{asset} span price {t} vol {v}" for t in steps for v in ("up", "down")]
+    labels += [f"{asset} span extreme +{extreme_multiple:g}x", f"{asset} span extreme -{extreme_multiple:g}x"]
+    cover = span_cover(extreme_cover)
     return _grid(asset, moves, vols, labels, "span", cover)
 
 
