@@ -233,7 +233,9 @@ def _subset(cb: CompiledBook, n_positions: int) -> CompiledBook:
                    position_keys=[cb.position_keys[i] for i in idx],
                    position_paths=[cb.position_paths[i] for i in idx],
                    position_settle_names=[cb.position_settle_names[i] for i in idx],
-                   position_modes=[cb.position_modes[i] for i in idx], isolated_margin=cb.isolated_margin[idx])
+                   position_modes=[cb.position_modes[i] for i in idx], isolated_margin=cb.isolated_margin[idx],
+                   bucket_extra_mm=cb.bucket_extra_mm[keep_b], bucket_extra_im=cb.bucket_extra_im[keep_b],
+                   standalone_mm_settle=cb.standalone_mm_settle[idx], standalone_im_settle=cb.standalone_im_settle[idx])
 
 
 if __name__ == "__main__":
