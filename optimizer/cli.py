@@ -72,9 +72,17 @@ def margin(book: Path, as_json: bool) -> None:
 @click.option("--buffer", type=click.FloatRange(0), help="k in R = ρ(L + k·MM) (default: the policy's, else 1).")
 @click.option("--prices", type=click.Path(path_type=Path),
               help="Daily USD closes, CSV or Parquet, one column per asset (default: the embedded history).")
+@click.option("--offset-cap", type=click.FloatRange(0, 1),
+              help="EMIR offset limit: offsets cut margin by at most this share of (standalone − net), e.g. 0.8.")
+@click.option("--apc-buffer", type=click.FloatRange(0), help="Anti-procyclicality buffer, e.g. 0.25 (EMIR).")
+@click.option("--adv", type=click.Path(path_type=Path),
+              help="CSV 'asset,adv_usd' of average daily volumes: adds a liquidity charge k·|q|^1.5/√ADV.")
+@click.option("--liquidity-coefficient", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="k of the liquidity charge (used with --adv).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document of spec §5 instead of tables.")
 def risk(book: Path, policy: Path | None, model: str | None, confidence: float | None, measure: str | None,
-         horizon: int | None, window: int | None, buffer: float | None, prices: Path | None, as_json: bool) -> None:
+         horizon: int | None, window: int | None, buffer: float | None, prices: Path | None, offset_cap: float | None,
+         apc_buffer: float | None, adv: Path | None, liquidity_coefficient: float, as_json: bool) -> None:
     """Net portfolio margin of every account: correlation-aware, collateral repriced in the same scenarios.
 
     \b
@@ -84,10 +92,10 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
     """
     from risk_models.compiled import compile_book
     from risk_models.loading import load_book, load_policy
-    from risk_models.market_data import default_prices, load_prices
+    from risk_models.market_data import default_prices, load_prices, read_adv
     from risk_models.measures import RiskMeasure
     from risk_models.risk_model import build_scenarios
-    from risk_models.risk_report import risk_report
+    from risk_models.risk_report import GuardRails, risk_report
     from risk_models.schema.policy import Policy
     from risk_models.venue_margin import evaluate
 
@@ -104,8 +112,9 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
     history = load_prices(prices) if prices else default_prices()
     scenarios = build_scenarios(spec, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
                                 str(policy) if policy else "policy")
+    rails = GuardRails(offset_cap, apc_buffer, read_adv(adv) if adv else None, liquidity_coefficient)
     report = risk_report(loaded.file, cb, state, scenarios, RiskMeasure(spec.measure, spec.confidence), k,
-                         tuple(spec.pegged), model_kind=spec.kind)
+                         tuple(spec.pegged), model_kind=spec.kind, guard_rails=rails)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:

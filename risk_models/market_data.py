@@ -379,3 +379,24 @@ def _runs(index: pd.DatetimeIndex, mask: np.ndarray) -> list[tuple[pd.Timestamp,
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
     return [(index[a], index[b]) for a, b in zip(starts, stops, strict=True)]
+
+
+def read_adv(path: str | Path) -> dict[str, float]:
+    """Average daily volumes, USD: a CSV with columns ``asset,adv_usd`` (one row per asset, positive values)."""
+    file = str(path)
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(file, "", f"cannot read: {exc}", "give a CSV with header asset,adv_usd") from None
+    if list(frame.columns) != ["asset", "adv_usd"]:
+        raise InputError(file, "header", f"columns {list(frame.columns)}", "the header must be exactly asset,adv_usd")
+    out: dict[str, float] = {}
+    for i, (asset, adv) in enumerate(zip(frame["asset"], frame["adv_usd"], strict=True)):
+        key = f"line {i + 2}"
+        value = pd.to_numeric(adv, errors="coerce")
+        if not isinstance(asset, str) or asset in out:
+            raise InputError(file, key, f"asset {asset!r} is missing or repeated", "one row per asset")
+        if not (np.isfinite(value) and value > 0):
+            raise InputError(file, key, f"adv_usd {adv!r} of {asset} must be a positive number")
+        out[asset] = float(value)
+    return out

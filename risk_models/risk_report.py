@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .compiled import CompiledBook
+from .errors import InputError
+from .guard_rails import anti_procyclicality, emir_offset_floor, liquidity_addon
 from .margin_report import check_finite
 from .measures import RiskMeasure
 from .portfolio_margin import BucketRisk, portfolio_margin
@@ -58,8 +60,8 @@ class RiskReport:
 
 
 def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: ScenarioSet, measure: RiskMeasure,
-                buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED, model_kind: str | None = None
-                ) -> RiskReport:
+                buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED, model_kind: str | None = None,
+                guard_rails: GuardRails | None = None) -> RiskReport:
     """Net portfolio margin, stressed equity, attribution and diversification of every account.
 
     ``model_kind`` names the model in the report (default: the scenario set's kind); "parametric" uses today's
@@ -68,6 +70,8 @@ def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: Scen
     check_finite(file, cb, state)
     kind = model_kind or scenarios.kind
     risks = portfolio_margin(cb, state, scenarios, measure, buffer, pegged, mm_at_current=kind == "parametric")
+    if guard_rails is not None:
+        risks = [guard_rails.apply(cb, state, r) for r in risks]
     by_bucket: dict[int, BucketRisk] = {r.bucket: r for r in risks}
     accounts = []
     for b, bid in enumerate(cb.buckets):
@@ -92,3 +96,54 @@ def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: Scen
     model = ModelInfo(kind, measure.alpha, measure.kind, scenarios.horizon_days, scenarios.n_scenarios,
                       list(scenarios.window) if scenarios.window else None)
     return RiskReport(model, accounts)
+
+
+@dataclass(frozen=True)
+class GuardRails:
+    """Optional floors and add-ons applied to every bucket's net portfolio margin (reference §5), USD.
+
+    ``offset_cap``: portfolio offsets may reduce margin by at most this share of (standalone − net) (EMIR: 0.8);
+    ``apc_buffer``: anti-procyclicality buffer, margin × (1 + buffer) (EMIR: 0.25); ``adv_usd`` with
+    ``liquidity_coefficient``: liquidity add-on k·|q|^1.5 / ADV^0.5 per position (q, ADV in USD).  Each shows as
+    its own contribution ("guard:offset_cap", "guard:anti_procyclicality", "liquidity") so contributions still
+    sum to the reported net portfolio margin.
+    """
+
+    offset_cap: float | None = None
+    apc_buffer: float | None = None
+    adv_usd: dict[str, float] | None = None
+    liquidity_coefficient: float = 0.0
+
+    def apply(self, cb: CompiledBook, state: MarginState, risk: BucketRisk) -> BucketRisk:
+        contributions = dict(risk.contributions)
+        net = risk.net_portfolio_margin
+        if self.adv_usd:
+            addon = self._liquidity(cb, state, risk.bucket)
+            contributions["liquidity"] = addon
+            net += addon
+        if self.offset_cap is not None and risk.standalone_margin is not None:
+            floored = emir_offset_floor(risk.standalone_margin, net, self.offset_cap)
+            if floored > net:
+                contributions["guard:offset_cap"] = floored - net
+                net = floored
+        if self.apc_buffer is not None:
+            raised = anti_procyclicality(net, None, self.apc_buffer)
+            contributions["guard:anti_procyclicality"] = raised - net
+            net = raised
+        standalone = risk.standalone_margin
+        return BucketRisk(risk.bucket, float(net), risk.stressed_equity, standalone,
+                          None if standalone is None else standalone - float(net), contributions,
+                          risk.worst_scenarios)
+
+    def _liquidity(self, cb: CompiledBook, state: MarginState, bucket: int) -> float:
+        pa = cb.positions
+        rows = np.nonzero(pa.bucket == bucket)[0]
+        total = 0.0
+        for p in rows:
+            asset = cb.assets[pa.underlying[p]]
+            adv = (self.adv_usd or {}).get(asset)
+            if adv is None:
+                raise InputError("--adv", asset, f"no average daily volume for {asset} ({cb.position_paths[p]})",
+                                 "add a row 'asset,adv_usd' for it")
+            total += liquidity_addon(state.terms.notional_usd[p], adv, self.liquidity_coefficient)
+        return float(total)

@@ -110,3 +110,34 @@ def test_user_price_history(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["model"]["scenarios"] == 120
     assert doc["model"]["window"][1] == "2024-07-18"
+
+
+def test_guard_rails_floor_and_buffer(tmp_path: Path, historical: dict) -> None:
+    code, out = _run(str(EXAMPLE), "--offset-cap", "0.8", "--apc-buffer", "0.25", "--json")
+    assert code == 0, out
+    guarded = json.loads(out)
+    for raw, acct in zip(historical["accounts"], guarded["accounts"], strict=True):
+        floor = raw["standalone_margin"] - 0.8 * (raw["standalone_margin"] - raw["net_portfolio_margin"])
+        expected = 1.25 * max(raw["net_portfolio_margin"], floor)
+        assert acct["net_portfolio_margin"] == pytest.approx(expected, rel=1e-9)
+        assert sum(acct["contributions"].values()) == pytest.approx(expected, rel=1e-9)
+
+
+def test_liquidity_addon_by_hand(tmp_path: Path, historical: dict) -> None:
+    adv = tmp_path / "adv.csv"
+    adv.write_text("asset,adv_usd\nBTC,3e10\nETH,1.5e10\nSOL,3e9\nDOGE,1e9\n")
+    code, out = _run(str(EXAMPLE), "--adv", str(adv), "--liquidity-coefficient", "0.5", "--json")
+    assert code == 0, out
+    acct = json.loads(out)["accounts"][2]  # hyperliquid/vault: one cross position, SOL −6,000 at 172.71281
+    notional = 6_000 * 172.71281 / 0.99998558 * 0.99998558
+    assert acct["contributions"]["liquidity"] == pytest.approx(0.5 * notional**1.5 / 3e9**0.5, rel=1e-9)
+    raw = historical["accounts"][2]["net_portfolio_margin"]
+    assert acct["net_portfolio_margin"] == pytest.approx(raw + acct["contributions"]["liquidity"], rel=1e-12)
+
+
+def test_adv_missing_an_asset_is_exit_2(tmp_path: Path) -> None:
+    adv = tmp_path / "adv.csv"
+    adv.write_text("asset,adv_usd\nBTC,3e10\n")
+    code, out = _run(str(EXAMPLE), "--adv", str(adv))
+    assert code == 2
+    assert "no average daily volume" in out
