@@ -18,7 +18,7 @@ from .compiled import CompiledBook
 from .piecewise import PiecewiseLinear
 from .scenarios import ScenarioSet
 from .tiers import tiered_margin
-from .venue_margin import holding_value, maintenance_settle, settle_notional
+from .venue_margin import holding_value, maintenance_settle, settle_notional, unrealized_pnl
 
 DEFAULT_PEGGED = ("USDT", "USDC")
 
@@ -162,3 +162,25 @@ def _affine_pieces(pa, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     slopes = np.where(inv, inv_slope, lin_slope)
     intercepts = np.where(inv, inv_icpt, lin_icpt)
     return np.broadcast_to(slopes, mmr.shape).copy(), np.broadcast_to(intercepts, mmr.shape).copy()
+
+
+@dataclass(frozen=True)
+class PositionScenarios:
+    """Each position alone in every scenario, USD: loss = PnL now − PnL in s (at the shocked settle price),
+    and its own maintenance margin at the shocked prices (0 for risk-matrix positions, margined per bucket)."""
+
+    loss: np.ndarray  # (P, S)
+    maintenance: np.ndarray  # (P, S)
+
+
+def position_scenarios(cb: CompiledBook, growth: np.ndarray) -> PositionScenarios:
+    pa = cb.positions
+    factors = book_factors(cb)
+    x = factors.values(growth)[factors.of_position]
+    mark = pa.mark[:, None] * x
+    settle_now = cb.prices[pa.settle]
+    settle_price = settle_now[:, None] * growth[pa.settle]
+    pnl_now = unrealized_pnl(pa, pa.mark) * settle_now
+    loss = pnl_now[:, None] - unrealized_pnl(pa, mark) * settle_price
+    mm = maintenance_settle(pa, settle_notional(pa, mark)) * settle_price * pa.ask_settle[:, None]
+    return PositionScenarios(loss, mm)

@@ -1,0 +1,210 @@
+"""The optimizer's data: everything the formulation needs, in USD normalized by one scale, numpy only.
+
+Built from a compiled book, its venue margin now, the policy and a scenario set.  Amounts are USD divided by
+``scale`` (the desk's total raw capital), so that a 1e9 USD book and a 1e-4 BTC book give the solver numbers of
+the same order.  Decision quantities are USD values of asset holdings (value = units × price).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from risk_models.compiled import CompiledBook
+from risk_models.loading import LoadedBook
+from risk_models.revaluation import position_scenarios
+from risk_models.scenarios import ScenarioSet
+from risk_models.schema.policy import Policy
+from risk_models.venue_margin import MarginState, maintenance_settle, settle_notional, unrealized_pnl
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One (bucket, asset) place where value can be held: its haircut slices (USD, scaled) and current value."""
+
+    bucket: int
+    asset: int
+    bid: float
+    lows: np.ndarray
+    widths: np.ndarray
+    ratios: np.ndarray
+    current: float  # scaled USD value held now
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """A cross pool (``position`` None) or the isolated bucket of one position."""
+
+    venue: str
+    account: str
+    position: int | None
+    label: str
+    debts: tuple[tuple[int, float], ...] = ()  # (asset, scaled USD, negative): existing loans, kept as they are
+    extra_mm: float = 0.0  # scaled USD: a risk-matrix venue's netted margin (constant)
+
+
+@dataclass(frozen=True)
+class PositionSpec:
+    index: int  # row in the compiled book
+    symbol: str
+    cross_bucket: int
+    iso_bucket: int  # -1 when the position can never be isolated
+    settle: int  # asset index
+    isolated_now: bool
+    fixed: bool  # the margin mode may not change (pinned, contract forbids isolation, risk-matrix venue)
+    close_reopen: bool
+    notional: float  # scaled USD
+    upnl: float  # scaled USD now
+    mm: float  # scaled USD now
+    im: float
+    iso_need: float  # scaled USD of isolated margin needed (venue MM and the liquidation-distance rule)
+
+
+@dataclass(frozen=True)
+class ProblemData:
+    scale: float
+    assets: list[str]
+    prices: np.ndarray  # (A,) USD
+    holdings: np.ndarray  # (A,) scaled USD of every positive holding (venues and wallet)
+    wallet_now: np.ndarray  # (A,) scaled USD
+    buckets: list[BucketSpec]
+    slots: list[Slot]
+    positions: list[PositionSpec]
+    returns: np.ndarray  # (S, A) scenario returns of the assets
+    probabilities: np.ndarray
+    cover: np.ndarray
+    loss: np.ndarray  # (P, S) scaled USD: buffer-weighted term of each position alone, L + k·MM
+    measure: str
+    alpha: float
+    buffer: float
+    policy: Policy
+    venue_of_bucket: list[str] = field(default_factory=list)
+    multi_asset_exclusive: dict[tuple[str, str], bool] = field(default_factory=dict)
+    total_capital: float = 0.0  # scaled USD (raw, everything)
+
+
+def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, policy: Policy,
+                  scenarios: ScenarioSet) -> ProblemData:
+    """Collect the optimizer's data from the book, its rules, the policy and the scenario set."""
+    book = loaded.book
+    pegged = tuple(policy.risk_model.pegged)
+    held = set(book.wallet)
+    for venue in book.venues.values():
+        for account in venue.accounts.values():
+            held |= set(account.collateral)
+    held |= set(cb.position_settle_names)
+    assets = sorted(held)
+    aidx = {a: i for i, a in enumerate(assets)}
+    prices = np.array([book.prices[a] for a in assets])
+    raw_total = sum(max(v, 0.0) * book.prices[a] for a, v in book.wallet.items())
+    for venue_id, venue in book.venues.items():
+        contracts = loaded.rules[venue_id].rules.contracts
+        for account in venue.accounts.values():
+            raw_total += sum(max(v, 0.0) * book.prices[a] for a, v in account.collateral.items())
+            raw_total += sum((p.isolated_margin or 0.0) * book.prices[contracts[p.symbol].settle]
+                             for p in account.positions if p.margin_mode == "isolated")
+    scale = raw_total if raw_total > 0 else 1.0
+
+    growth = scenarios.growth_of(cb.assets, pegged)
+    paths = position_scenarios(cb, growth)
+    k = policy.cross.buffer
+    loss = (paths.loss + k * paths.maintenance) / scale
+
+    holdings = np.zeros(len(assets))
+    wallet_now = np.zeros(len(assets))
+    for a, v in book.wallet.items():
+        wallet_now[aidx[a]] += max(v, 0.0) * book.prices[a] / scale
+    holdings += wallet_now
+
+    buckets: list[BucketSpec] = []
+    slots: list[Slot] = []
+    positions: list[PositionSpec] = []
+    venue_of_bucket: list[str] = []
+    exclusive: dict[tuple[str, str], bool] = {}
+    d = policy.isolated.liquidation_distance
+    pa = cb.positions
+    row_of = {key: i for i, key in enumerate(cb.position_keys)}
+    for venue_id, venue in book.venues.items():
+        rules = loaded.rules[venue_id].rules
+        matrix = rules.margin_model is not None
+        for account_id, account in venue.accounts.items():
+            cross = len(buckets)
+            debts = tuple((aidx[a], v * book.prices[a] * _ask(rules, a) / scale)
+                          for a, v in account.collateral.items() if v < 0)
+            cross_row = next(i for i, b in enumerate(cb.buckets)
+                             if (b.venue, b.account, b.symbol) == (venue_id, account_id, None))
+            extra = cb.bucket_extra_mm[cross_row] / scale
+            buckets.append(BucketSpec(venue_id, account_id, None, f"{venue_id}/{account_id}/cross", debts, extra))
+            venue_of_bucket.append(venue_id)
+            exclusive[(venue_id, account_id)] = not rules.isolated_with_multi_asset
+            for asset in assets:
+                rule = rules.collateral_rule(asset)
+                if rule is None:
+                    continue
+                now = max(account.collateral.get(asset, 0.0), 0.0) * book.prices[asset] / scale
+                holdings[aidx[asset]] += now
+                slots.append(_slot(cross, aidx[asset], rule, book.prices[asset], scale, now))
+            for p in account.positions:
+                i = row_of[(venue_id, account_id, p.symbol)]
+                c = rules.contracts[p.symbol]
+                fixed = p.pinned or not c.isolated_allowed or matrix
+                iso_bucket = -1
+                if not fixed or p.margin_mode == "isolated":
+                    iso_bucket = len(buckets)
+                    buckets.append(BucketSpec(venue_id, account_id, i, f"{venue_id}/{account_id}/isolated/{p.symbol}"))
+                    venue_of_bucket.append(venue_id)
+                    now = (p.isolated_margin or 0.0) * book.prices[c.settle] / scale if p.margin_mode == "isolated" \
+                        else 0.0
+                    holdings[aidx[c.settle]] += now
+                    slots.append(Slot(iso_bucket, aidx[c.settle], 1.0, np.zeros(1), np.array([math.inf]),
+                                      np.ones(1), now))
+                positions.append(PositionSpec(
+                    index=i, symbol=p.symbol, cross_bucket=cross, iso_bucket=iso_bucket, settle=aidx[c.settle],
+                    isolated_now=p.margin_mode == "isolated", fixed=fixed,
+                    close_reopen=rules.mode_switch == "close_reopen",
+                    notional=float(state.terms.notional_usd[i]) / scale,
+                    upnl=float(state.terms.pnl_settle[i] * cb.prices[pa.settle[i]]) / scale,
+                    mm=float(state.terms.mm_usd[i]) / scale, im=float(state.terms.im_usd[i]) / scale,
+                    iso_need=_isolated_need(cb, i, d) / scale,
+                ))
+    r = scenarios.returns_of(assets, pegged)
+    return ProblemData(
+        scale=scale, assets=assets, prices=prices, holdings=holdings, wallet_now=wallet_now, buckets=buckets,
+        slots=slots, positions=positions, returns=r, probabilities=scenarios.probabilities,
+        cover=scenarios.coverage, loss=loss, measure=policy.risk_model.measure,
+        alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
+        multi_asset_exclusive=exclusive, total_capital=float(holdings.sum()),
+    )
+
+
+def _ask(rules, asset: str) -> float:
+    rule = rules.collateral_rule(asset)
+    return 1.0 if rule is None else rule.ask_rate * rule.liability_weight
+
+
+def _slot(bucket: int, asset: int, rule, price: float, scale: float, now: float) -> Slot:
+    lows, widths, ratios = [], [], []
+    low = 0.0
+    for tier in rule.tiers:
+        cap = math.inf if tier.cap is None else tier.cap
+        unit = price if rule.tier_unit == "asset" else 1.0
+        lows.append(low * unit / scale)
+        widths.append((cap - low) * unit / scale)
+        ratios.append(tier.ratio)
+        low = cap
+    return Slot(bucket, asset, rule.bid_rate, np.array(lows), np.array(widths), np.array(ratios), now)
+
+
+def _isolated_need(cb: CompiledBook, p: int, distance: float) -> float:
+    """USD of isolated margin (settle asset at today's price) keeping equity >= MM from the mark down to
+    mark × (1 − d) (long) or up to mark × (1 + d) (short); equity − MM is concave, so the two ends suffice."""
+    pa = cb.positions
+    row = pa.take(np.array([p]))
+    side = 1.0 if pa.qty[p] > 0 else -1.0
+    marks = pa.mark[p] * np.array([[1.0, 1.0 - side * distance]])
+    if np.any(marks <= 0):
+        return math.inf
+    need = maintenance_settle(row, settle_notional(row, marks)) - unrealized_pnl(row, marks)
+    return float(max(need.max(), 0.0) * cb.prices[pa.settle[p]] * pa.ask_settle[p])

@@ -1,0 +1,118 @@
+"""From a solution to the recommended state: the new book, transfers, mode changes, and the spec §6 document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from risk_models.schema import Book
+
+from .problem import ProblemData
+from .solve import Solution
+
+DUST = 1e-9
+"""Allocations below this share of the desk's capital are solver noise: they stay where they are (wallet)."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    book: Book  # the recommended state, a book like any other
+    document: dict[str, Any]  # spec §6
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
+    """The book with the solution's collateral, isolated margins and margin modes; the rest in the wallet.
+
+    Unit amounts are value / price; whatever is not allocated stays in the wallet so that every asset's total
+    is exactly conserved.
+    """
+    dust = DUST * data.scale
+    raw = book.model_dump()
+    totals = _unit_totals(book, data)
+    allocated = dict.fromkeys(data.assets, 0.0)
+    iso_margin: dict[int, float] = {}
+    collateral: dict[tuple[str, str], dict[str, float]] = {}
+    for slot, value in zip(data.slots, sol.value, strict=True):
+        asset = data.assets[slot.asset]
+        if value <= dust:
+            continue
+        units = value / data.prices[slot.asset]
+        allocated[asset] += units
+        bucket = data.buckets[slot.bucket]
+        if bucket.position is None:
+            collateral.setdefault((bucket.venue, bucket.account), {})[asset] = units
+        else:
+            iso_margin[bucket.position] = units
+    modes = {p.index: bool(z) for p, z in zip(data.positions, sol.isolated, strict=True)}
+    row = 0
+    for venue_id, venue in raw["venues"].items():
+        for account_id, account in venue["accounts"].items():
+            debts = {a: v for a, v in account["collateral"].items() if v < 0}
+            account["collateral"] = {**collateral.get((venue_id, account_id), {}), **debts}
+            for pos in account["positions"]:
+                if modes.get(row):
+                    pos["margin_mode"] = "isolated"
+                    pos["isolated_margin"] = iso_margin.get(row, 0.0)
+                else:
+                    pos["margin_mode"] = "cross"
+                    pos["isolated_margin"] = None
+                row += 1
+    raw["wallet"] = {a: totals[a] - allocated[a] for a in data.assets if totals[a] - allocated[a] > 0}
+    return Book.model_validate(raw)
+
+
+def _unit_totals(book: Book, data: ProblemData) -> dict[str, float]:
+    return {a: float(data.holdings[i] * data.scale / data.prices[i]) for i, a in enumerate(data.assets)}
+
+
+def transfers(data: ProblemData, sol: Solution) -> list[dict[str, Any]]:
+    """Moves from the current state: out of buckets to the wallet first, then from the wallet into buckets."""
+    bps = data.policy.transfer_cost_bps / 1e4
+    dust = DUST * data.scale
+    outs, ins = [], []
+    for slot, inflow, outflow in zip(data.slots, sol.inflow, sol.outflow, strict=True):
+        label, asset, price = data.buckets[slot.bucket].label, data.assets[slot.asset], data.prices[slot.asset]
+        if outflow > dust:
+            outs.append({"from": label, "to": "wallet", "asset": asset, "amount": outflow / price,
+                         "cost": outflow * bps})
+        if inflow > dust:
+            ins.append({"from": "wallet", "to": label, "asset": asset, "amount": inflow / price,
+                        "cost": inflow * bps})
+    return outs + ins
+
+
+def mode_changes(data: ProblemData, sol: Solution, keys: list[tuple[str, str, str]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(margin_modes, trades): every change of margin mode, and those that need a close and reopen."""
+    bps = data.policy.mode_switch_cost_bps / 1e4
+    modes, trades = [], []
+    for p, z in zip(data.positions, sol.isolated, strict=True):
+        after = "isolated" if z else "cross"
+        before = "isolated" if p.isolated_now else "cross"
+        if after == before:
+            continue
+        venue, account, symbol = keys[p.index]
+        modes.append({"venue": venue, "account": account, "symbol": symbol, "before": before, "after": after})
+        if p.close_reopen:
+            trades.append({"venue": venue, "account": account, "symbol": symbol,
+                           "action": f"close_reopen_{after}", "cost": p.notional * data.scale * bps})
+    return modes, trades
+
+
+def explain(name: str, kind: str, shadow: float, horizon_days: float) -> str:
+    """The binding constraint in a trader's words."""
+    per_1000 = shadow * 1000
+    what = {
+        "buffer": "the buffer on",
+        "venue_margin": "the venue's maintenance margin on",
+        "initial_margin": "the initial margin on",
+        "isolated": "the liquidation-distance rule on",
+        "concentration": "the concentration limit on",
+        "venue_cap": "the venue cap on",
+        "reserve": "the wallet reserve of",
+        "exclusive": "Multi-Assets mode on",
+    }.get(kind, "")
+    target = name.split(" ", 1)[1] if " " in name else name
+    return (f"{what} {target} binds: each extra 1,000 USD of requirement there costs {per_1000:,.2f} USD over the "
+            f"{horizon_days:g}-day carry horizon; each 1,000 USD less saves as much.").strip()

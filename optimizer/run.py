@@ -1,0 +1,148 @@
+"""One optimization end to end: data, solve, recommended book, independent re-check, the spec §6 document."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from risk_models.compiled import compile_book
+from risk_models.errors import PmoptError
+from risk_models.loading import LoadedBook
+from risk_models.scenarios import ScenarioSet
+from risk_models.schema import Book
+from risk_models.schema.policy import Policy
+from risk_models.venue_margin import evaluate
+
+from .problem import ProblemData, build_problem
+from .recheck import Checked, evaluate_book, recheck, unit_totals
+from .recommendation import explain, mode_changes, recommended_book, transfers
+from .solve import Solution, solve
+
+
+class Infeasible(PmoptError):
+    """The policy cannot be met (exit code 3); ``document`` is the spec §6 infeasible document."""
+
+    exit_code = 3
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        total = sum(t["value"] for t in document["top_up"])
+        parts = ", ".join(f"{t['amount']:,.8g} {t['asset']} to {t['bucket']}" for t in document["top_up"])
+        super().__init__(f"the policy cannot be met: the smallest top-up that makes it feasible is {total:,.2f} USD "
+                         f"({parts})")
+
+
+@dataclass(frozen=True)
+class Result:
+    document: dict[str, Any]
+    book: Book
+    data: ProblemData
+    solution: Solution
+
+
+def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_limit: float = 120.0) -> Result:
+    cb = compile_book(loaded)
+    state = evaluate(cb)
+    data = build_problem(loaded, cb, state, policy, scenarios)
+    sol = solve(data, time_limit=time_limit)
+    if sol.status == "infeasible":
+        raise Infeasible(_infeasible_document(data, sol))
+    book = recommended_book(data, loaded.book, sol)
+    after = recheck(loaded, book, policy, scenarios, data.scale)
+    before = evaluate_book(loaded, policy, scenarios)
+    return Result(_document(data, sol, policy, before, after, loaded), book, data, sol)
+
+
+def carry(loaded: LoadedBook, book: Book, policy: Policy) -> tuple[float, float]:
+    """(locked, free) raw USD and the carry cost of holding ``book`` over the policy's horizon."""
+    totals = unit_totals(loaded, book)
+    free = sum(max(v, 0.0) * book.prices[a] for a, v in book.wallet.items())
+    locked = sum(max(v, 0.0) * book.prices[a] for a, v in totals.items()) - free
+    return locked, free
+
+
+def _carry_cost(loaded: LoadedBook, book: Book, policy: Policy) -> float:
+    totals = unit_totals(loaded, book)
+    horizon = policy.carry_horizon_days / 365.0
+    cost = 0.0
+    for asset, units in totals.items():
+        on_venues = units - book.wallet.get(asset, 0.0)
+        cost += policy.yields.get(asset, 0.0) * max(on_venues, 0.0) * book.prices[asset] * horizon
+    return cost
+
+
+def _accounts(checked: Checked) -> list[dict[str, Any]]:
+    cb, st = checked.compiled, checked.state
+    out = []
+    book = checked.loaded.book
+    for b, bucket in enumerate(cb.buckets):
+        if bucket.symbol is not None:
+            continue
+        rows = [p for p, key in enumerate(cb.position_keys) if key[:2] == (bucket.venue, bucket.account)]
+        gross = float(np.sum(st.terms.notional_usd[rows])) if rows else 0.0
+        account = book.venues[bucket.venue].accounts[bucket.account]
+        contracts = checked.loaded.rules[bucket.venue].rules.contracts
+        locked = sum(max(v, 0.0) * book.prices[a] for a, v in account.collateral.items())
+        locked += sum((p.isolated_margin or 0.0) * book.prices[contracts[p.symbol].settle]
+                      for p in account.positions if p.margin_mode == "isolated")
+        risk = checked.risks[b]
+        mm = float(st.maintenance[b])
+        out.append({
+            "venue": bucket.venue, "account": bucket.account, "equity": float(st.equity[b]), "maintenance_margin": mm,
+            "margin_ratio": float(st.equity[b] / mm) if mm > 0 else None,
+            "net_portfolio_margin": risk.net_portfolio_margin, "stressed_equity": risk.stressed_equity,
+            "capital_efficiency": gross / locked if locked > 0 else None,
+            "liquidation_prices": {cb.position_keys[p][2]: (None if math.isnan(checked.liquidation[p])
+                                                            else float(checked.liquidation[p])) for p in rows},
+        })
+    return out
+
+
+def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked, after: Checked,
+              loaded: LoadedBook) -> dict[str, Any]:
+    book_after = after.loaded.book
+    locked_b, free_b = carry(loaded, loaded.book, policy)
+    locked_a, free_a = carry(loaded, book_after, policy)
+    carry_b, carry_a = _carry_cost(loaded, loaded.book, policy), _carry_cost(loaded, book_after, policy)
+    modes, trades = mode_changes(data, sol, after.compiled.position_keys)
+    allocations = []
+    for slot, value in zip(data.slots, sol.value, strict=True):
+        if value > 1e-9 * data.scale:
+            allocations.append({"bucket": data.buckets[slot.bucket].label, "asset": data.assets[slot.asset],
+                                "amount": value / data.prices[slot.asset], "value": float(value)})
+    for a, units in book_after.wallet.items():
+        allocations.append({"bucket": "wallet", "asset": a, "amount": units, "value": units * book_after.prices[a]})
+    horizon = policy.carry_horizon_days
+    before_value = carry_b if policy.objective == "carry_cost" else locked_b
+    return {
+        "version": 1, "status": sol.status, "objective": policy.objective, "objective_value": sol.objective,
+        "objective_value_before": before_value,
+        "solver": {"name": "HIGHS", "mip_gap": sol.mip_gap, "seconds": sol.seconds},
+        "allocations": allocations, "transfers": transfers(data, sol), "trades": trades, "margin_modes": modes,
+        "before": {"locked": locked_b, "free": free_b, "accounts": _accounts(before)},
+        "after": {"locked": locked_a, "free": free_a, "accounts": _accounts(after)},
+        "carry_saved_per_year": (carry_b - carry_a) * 365.0 / horizon,
+        "binding_constraints": [
+            {"name": b.name, "slack": b.slack * data.scale, "shadow_price": b.shadow_price,
+             "unit": "USD of objective per USD of requirement",
+             "explanation": explain(b.name, b.kind, b.shadow_price, horizon)} for b in sol.bindings],
+    }
+
+
+def _infeasible_document(data: ProblemData, sol: Solution) -> dict[str, Any]:
+    top = sol.top_up if sol.top_up is not None else np.zeros(len(data.assets))
+    rows = []
+    for a, amount in enumerate(top):
+        if amount <= 1e-9 * data.scale:
+            continue
+        slots = [i for i, s in enumerate(data.slots) if s.asset == a and sol.inflow[i] > 1e-9 * data.scale]
+        weights = np.array([sol.inflow[i] for i in slots])
+        shares = weights / weights.sum() if slots else np.array([1.0])
+        targets = [data.buckets[data.slots[i].bucket].label for i in slots] or ["wallet"]
+        for label, share in zip(targets, shares, strict=True):
+            value = float(amount * share)
+            rows.append({"bucket": label, "asset": data.assets[a], "amount": value / data.prices[a], "value": value})
+    return {"status": "infeasible", "top_up": rows, "reductions": []}
