@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/pmopt margin examples/multi_venue/book.yaml
 	$(BIN)/pmopt risk examples/multi_venue/book.yaml
+	$(BIN)/pmopt optimize examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -11,7 +11,7 @@ import numpy as np
 
 from risk_models.errors import PmoptError
 
-from .render import print_margin_table, print_risk_tables
+from .render import print_margin_table, print_recommendation, print_risk_tables
 
 
 class _Group(click.Group):
@@ -119,6 +119,73 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
         click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
     else:
         print_risk_tables(report)
+
+
+@main.command()
+@click.argument("book", type=click.Path(path_type=Path))
+@click.option("--policy", type=click.Path(path_type=Path), required=True, help="Policy file (spec §3).")
+@click.option("--trades", type=click.Path(path_type=Path),
+              help="Planned trades, CSV 'venue,account,symbol,qty,price', applied before optimizing.")
+@click.option("--prices", type=click.Path(path_type=Path),
+              help="Daily USD closes, CSV or Parquet (default: the embedded history).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document of spec §6.")
+@click.option("--csv", "csv_out", type=click.Path(path_type=Path), help="Write the allocations as CSV.")
+@click.option("--write-book", type=click.Path(path_type=Path),
+              help="Write the recommended state as a book that pmopt margin / risk can re-check.")
+@click.option("--time-limit", type=click.FloatRange(1), default=120.0, show_default=True,
+              help="Solver time limit, seconds.")
+def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None, as_json: bool,
+             csv_out: Path | None, write_book: Path | None, time_limit: float) -> None:
+    """Recommend the collateral mix and cross/isolated modes that meet POLICY at least cost.
+
+    Exit code 3 when the policy cannot be met (the smallest top-up is reported).
+
+    \b
+    Example:
+      pmopt optimize examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml
+      pmopt optimize BOOK --policy POLICY --trades planned.csv --json --write-book after.yaml
+    """
+    from risk_models.compiled import compile_book
+    from risk_models.loading import load_book, load_policy
+    from risk_models.market_data import default_prices, load_prices
+    from risk_models.risk_model import build_scenarios
+    from risk_models.yaml_io import write_yaml
+
+    from .run import Infeasible
+    from .run import optimize as run_optimize
+    from .trades import apply_trades
+
+    loaded = load_book(book)
+    if trades:
+        loaded = apply_trades(loaded, trades)
+    pol = load_policy(policy)
+    cb = compile_book(loaded)
+    history = load_prices(prices) if prices else default_prices()
+    scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
+                                str(policy))
+    try:
+        result = run_optimize(loaded, pol, scenarios, time_limit=time_limit)
+    except Infeasible as exc:
+        if as_json:
+            click.echo(json.dumps(exc.document, indent=2, allow_nan=False))
+        raise
+    if write_book:
+        write_yaml(result.book.model_dump(exclude_none=True), write_book)
+    if csv_out:
+        _write_allocations_csv(result.document["allocations"], csv_out)
+    if as_json:
+        click.echo(json.dumps(result.document, indent=2, allow_nan=False))
+    else:
+        print_recommendation(result.document)
+
+
+def _write_allocations_csv(rows: list[dict], path: Path) -> None:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["bucket", "asset", "amount", "value"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 if __name__ == "__main__":  # pragma: no cover

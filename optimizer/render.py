@@ -95,3 +95,52 @@ def print_risk_tables(report: RiskReport, console: Console | None = None) -> Non
             d.add_row(f"isolated {iso.symbol}", _num(iso.net_portfolio_margin), "isolated margin",
                       _num(iso.isolated_margin))
         console.print(d)
+
+
+def print_recommendation(doc: dict, console: Console | None = None) -> None:
+    """The recommendation: summary, transfers, mode changes, before/after per account, binding constraints."""
+    console = _console(console)
+    solver = doc["solver"]
+    console.print(f"[bold]Recommendation[/bold] — status {doc['status']}, {doc['objective']}: "
+                  f"{_num(doc['objective_value_before'])} → {_num(doc['objective_value'])} USD over the carry horizon "
+                  f"(carry saved {_num(doc['carry_saved_per_year'])} USD/year); {solver['name']} "
+                  f"{solver['seconds']:.2f} s, gap {solver['mip_gap']:.1e}")
+    console.print(f"Locked {_num(doc['before']['locked'])} → {_num(doc['after']['locked'])} USD; "
+                  f"free {_num(doc['before']['free'])} → {_num(doc['after']['free'])} USD")
+    if doc["transfers"]:
+        t = Table(title="Transfers to make (in this order)")
+        for col in ("from", "to", "asset", "amount", "cost USD"):
+            t.add_column(col, justify="right" if col in ("amount", "cost USD") else "left")
+        for row in doc["transfers"]:
+            t.add_row(row["from"], row["to"], row["asset"], _qty(row["amount"]), _num(row["cost"]))
+        console.print(t)
+    else:
+        console.print("No transfers: the current collateral is already optimal.")
+    if doc["margin_modes"]:
+        t = Table(title="Margin modes")
+        for col in ("venue", "account", "symbol", "before", "after", "how"):
+            t.add_column(col)
+        trades = {(r["venue"], r["account"], r["symbol"]): r for r in doc["trades"]}
+        for row in doc["margin_modes"]:
+            trade = trades.get((row["venue"], row["account"], row["symbol"]))
+            how = f"close and reopen ({_num(trade['cost'])} USD)" if trade else "switch"
+            t.add_row(row["venue"], row["account"], row["symbol"], row["before"], row["after"], how)
+        console.print(t)
+    t = Table(title="Before → after per account (USD)")
+    for col in ("venue", "account", "equity", "maint. margin", "margin ratio", "net portfolio margin",
+                "stressed equity", "capital efficiency"):
+        t.add_column(col, justify="left" if col in ("venue", "account") else "right")
+    for before, after in zip(doc["before"]["accounts"], doc["after"]["accounts"], strict=True):
+        def pair(key: str, digits: int = 2, b: dict = before, a: dict = after) -> str:
+            def fmt(v: float | None) -> str:
+                return "—" if v is None else f"{v:,.{digits}f}"
+
+            return f"{fmt(b[key])} → {fmt(a[key])}"
+        t.add_row(before["venue"], before["account"], pair("equity", 0), pair("maintenance_margin", 0),
+                  pair("margin_ratio"), pair("net_portfolio_margin", 0), pair("stressed_equity", 0),
+                  pair("capital_efficiency"))
+    console.print(t)
+    if doc["binding_constraints"]:
+        console.print("[bold]What shapes this answer[/bold] (binding constraints and their shadow prices):")
+        for row in doc["binding_constraints"]:
+            console.print(f"  • {row['explanation']}")

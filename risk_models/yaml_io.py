@@ -108,3 +108,12 @@ def validation_errors(file: str, exc: ValidationError) -> InputErrors:
                 reason = f"{reason} (got {shown})"
         errors.append(InputError(file, key_path(loc), reason))
     return InputErrors(errors)
+
+
+def write_yaml(data: dict[str, Any], path: Path | str) -> None:
+    """Write a mapping as block YAML (used for recommended books)."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # keep the spec's key order
+    with open(path, "w", encoding="utf-8") as fh:
+        yaml.dump(data, fh)
