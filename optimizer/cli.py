@@ -11,7 +11,7 @@ import numpy as np
 
 from risk_models.errors import PmoptError
 
-from .render import print_margin_table, print_recommendation, print_risk_tables
+from .render import print_margin_table, print_recommendation, print_risk_tables, print_sweep
 
 
 class _Group(click.Group):
@@ -177,6 +177,47 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
         click.echo(json.dumps(result.document, indent=2, allow_nan=False))
     else:
         print_recommendation(result.document)
+
+
+@main.command()
+@click.argument("book", type=click.Path(path_type=Path))
+@click.option("--policy", type=click.Path(path_type=Path), required=True, help="Policy file (spec §3).")
+@click.option("--param", required=True,
+              help="The policy number to vary: buffer, confidence, liquidation_distance, or yield:ASSET.")
+@click.option("--values", required=True, help="Comma-separated values, e.g. 1,1.25,1.5,2.")
+@click.option("--prices", type=click.Path(path_type=Path), help="Daily USD closes (default: embedded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None, as_json: bool) -> None:
+    """Capital needed as one policy number varies (every point solved and re-checked).
+
+    \b
+    Example:
+      pmopt sweep examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml \\
+          --param buffer --values 1,1.25,1.5,2
+    """
+    from risk_models.compiled import compile_book
+    from risk_models.errors import InputError
+    from risk_models.loading import load_book, load_policy
+    from risk_models.market_data import default_prices, load_prices
+    from risk_models.risk_model import build_scenarios
+
+    from .sweep import run_sweep
+
+    try:
+        points = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise InputError("--values", values, "must be comma-separated numbers", "e.g. 1,1.25,1.5") from None
+    loaded = load_book(book)
+    pol = load_policy(policy)
+    history = load_prices(prices) if prices else default_prices()
+    cb = compile_book(loaded)
+    scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
+                                str(policy))
+    rows = run_sweep(loaded, pol, scenarios, param, points, history)
+    if as_json:
+        click.echo(json.dumps({"version": 1, "param": param, "rows": rows}, indent=2, allow_nan=False))
+    else:
+        print_sweep(param, rows)
 
 
 def _write_allocations_csv(rows: list[dict], path: Path) -> None:

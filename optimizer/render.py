@@ -144,3 +144,14 @@ def print_recommendation(doc: dict, console: Console | None = None) -> None:
         console.print("[bold]What shapes this answer[/bold] (binding constraints and their shadow prices):")
         for row in doc["binding_constraints"]:
             console.print(f"  • {row['explanation']}")
+
+
+def print_sweep(param: str, rows: list[dict], console: Console | None = None) -> None:
+    console = _console(console)
+    t = Table(title=f"Capital needed as {param} varies (USD)")
+    for col in (param, "status", "locked", "free", "objective", "top-up needed"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        t.add_row(f"{r['value']:g}", r["status"], _num(r["locked"]), _num(r["free"]), _num(r["objective_value"]),
+                  _num(r["top_up"]))
+    console.print(t)
