@@ -1,0 +1,115 @@
+"""`pmopt optimize` and `pmopt sweep` from the command line: spec §6 document, exit codes, written books, trades."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from optimizer.cli import main
+from risk_models.loading import load_book, load_policy
+from tests.conftest import dump_yaml
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "multi_venue"
+TOP_KEYS = {"version", "status", "objective", "objective_value", "objective_value_before", "solver", "allocations",
+            "transfers", "trades", "margin_modes", "before", "after", "carry_saved_per_year", "binding_constraints"}
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("opt") / "after.yaml"
+    code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"), "--json",
+                      "--write-book", str(out))
+    assert code == 0, text
+    return json.loads(text), out
+
+
+def test_document_has_the_spec_keys(document: tuple[dict, Path]) -> None:
+    doc, _ = document
+    assert TOP_KEYS <= set(doc)
+    assert doc["status"] == "optimal" and doc["solver"]["name"] == "HIGHS"
+    for row in doc["allocations"]:
+        assert set(row) == {"bucket", "asset", "amount", "value"}
+    for row in doc["transfers"]:
+        assert set(row) == {"from", "to", "asset", "amount", "cost"}
+        assert row["from"] == "wallet" or row["to"] == "wallet"
+    for row in doc["binding_constraints"]:
+        assert {"name", "slack", "shadow_price", "unit", "explanation"} <= set(row)
+    for side in ("before", "after"):
+        assert {"locked", "free", "accounts"} <= set(doc[side])
+        for acct in doc[side]["accounts"]:
+            assert {"venue", "account", "equity", "maintenance_margin", "margin_ratio", "net_portfolio_margin",
+                    "stressed_equity", "capital_efficiency"} <= set(acct)
+    assert doc["objective_value"] <= doc["objective_value_before"] + 1e-6
+
+
+def test_written_book_rechecks_and_conserves(document: tuple[dict, Path]) -> None:
+    doc, out = document
+    code, text = _run("margin", str(out), "--json")
+    assert code == 0, text
+    margin = json.loads(text)
+    for acct in margin["accounts"]:
+        assert acct["equity"] >= acct["maintenance_margin"]
+    before, after = load_book(EXAMPLE / "book.yaml"), load_book(out)
+    total_before = doc["before"]["locked"] + doc["before"]["free"]
+    total_after = doc["after"]["locked"] + doc["after"]["free"]
+    assert total_after == pytest.approx(total_before, rel=1e-9)
+    assert set(after.book.venues) == set(before.book.venues)
+
+
+def test_infeasible_policy_is_exit_3_with_top_up(tmp_path: Path) -> None:
+    pol = load_policy(EXAMPLE / "policy.yaml").model_dump()
+    pol["cross"]["buffer"] = 400.0
+    path = dump_yaml(pol, tmp_path / "policy.yaml")
+    code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(path), "--json")
+    assert code == 3
+    doc = json.loads(text[: text.rindex("}") + 1])
+    assert doc["status"] == "infeasible"
+    assert sum(t["value"] for t in doc["top_up"]) > 0
+    assert doc["reductions"] == []
+
+
+def test_trades_are_applied_first(tmp_path: Path) -> None:
+    trades = tmp_path / "trades.csv"
+    trades.write_text("venue,account,symbol,qty,price\nbinance,main,BTCUSDT,-40,97600\n"
+                      "binance,main,XRPUSDT,1000,2.7\n")
+    out = tmp_path / "after.yaml"
+    code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"),
+                      "--trades", str(trades), "--write-book", str(out), "--json")
+    if code == 2:  # XRP has no price in the example book: the trade must be refused clearly
+        assert "XRP" in text
+        trades.write_text("venue,account,symbol,qty,price\nbinance,main,BTCUSDT,-40,97600\n")
+        code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"),
+                          "--trades", str(trades), "--write-book", str(out), "--json")
+    assert code == 0, text
+    symbols = [p.symbol for p in load_book(out).book.venues["binance"].accounts["main"].positions]
+    assert "BTCUSDT" not in symbols  # 40 − 40 closes it
+
+
+def test_bad_trades_file_is_exit_2(tmp_path: Path) -> None:
+    trades = tmp_path / "trades.csv"
+    trades.write_text("venue,account,symbol,qty\nbinance,main,BTCUSDT,1\n")
+    code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"),
+                      "--trades", str(trades))
+    assert code == 2 and "header" in text
+    trades.write_text("venue,account,symbol,qty,price\nbinance,nosuch,BTCUSDT,1,100\n")
+    code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"),
+                      "--trades", str(trades))
+    assert code == 2 and "line 2" in text and "binance/nosuch" in text
+
+
+def test_sweep_capital_grows_with_the_buffer() -> None:
+    code, text = _run("sweep", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"),
+                      "--param", "buffer", "--values", "1,2", "--json")
+    assert code == 0, text
+    rows = json.loads(text)["rows"]
+    assert [r["value"] for r in rows] == [1.0, 2.0]
+    assert rows[1]["locked"] >= rows[0]["locked"]
