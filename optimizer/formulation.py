@@ -175,7 +175,9 @@ def _isolated_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     j = next(i for i, ps in enumerate(data.positions) if ps.index == p)
     ps = data.positions[j]
     slot = _slots_of(data, b)[0]
-    cap = data.holdings[ps.settle]
+    # big-M of the on/off link: conservation already keeps value <= holdings; max(·, iso_need) keeps the elastic
+    # re-solve (holdings + top-up) able to isolate a position whose need exceeds what the desk holds today
+    cap = max(data.holdings[ps.settle], ps.iso_need)
     if not math.isfinite(ps.iso_need):
         return [Term(f"isolated {bucket.label}", "isolated", [x.isolated[j] == 0])]
     return [Term(f"isolated margin {bucket.label}", "isolated",

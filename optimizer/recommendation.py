@@ -12,6 +12,8 @@ from .solve import Solution
 
 DUST = 1e-9
 """Allocations below this share of the desk's capital are solver noise: they stay where they are (wallet)."""
+ROUNDOFF = 1e-7
+"""Over-allocation of an asset up to this share of the desk's capital is solver round-off, trimmed away."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
     totals = _unit_totals(book, data)
     allocated = dict.fromkeys(data.assets, 0.0)
     iso_margin: dict[int, float] = {}
+    iso_asset: dict[int, str] = {}
     collateral: dict[tuple[str, str], dict[str, float]] = {}
     for slot, value in zip(data.slots, sol.value, strict=True):
         asset = data.assets[slot.asset]
@@ -44,6 +47,20 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
             collateral.setdefault((bucket.venue, bucket.account), {})[asset] = units
         else:
             iso_margin[bucket.position] = units
+            iso_asset[bucket.position] = asset
+    # Solver round-off (within its feasibility tolerance) can allocate slightly more than is held: trim that excess
+    # so that every asset's total is conserved exactly.  Larger excesses are left for the re-check to report.
+    for asset, units in allocated.items():
+        excess = units - totals[asset]
+        if 0 < excess * data.prices[data.assets.index(asset)] <= ROUNDOFF * data.scale:
+            shrink = totals[asset] / units
+            for pool in collateral.values():
+                if asset in pool:
+                    pool[asset] *= shrink
+            for p, a in iso_asset.items():
+                if a == asset:
+                    iso_margin[p] *= shrink
+            allocated[asset] = totals[asset]
     modes = {p.index: bool(z) for p, z in zip(data.positions, sol.isolated, strict=True)}
     row = 0
     for venue_id, venue in raw["venues"].items():
