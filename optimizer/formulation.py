@@ -15,7 +15,7 @@ import cvxpy as cp
 import numpy as np
 from scipy import sparse
 
-from .problem import ProblemData
+from .problem import ProblemData, concave_pieces
 
 
 @dataclass
@@ -139,9 +139,20 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     # buffer survival: equity >= rho_s(L_s + k MM_s), collateral repriced in every scenario
     loss_terms = []
     r = data.returns
-    if slots:
-        assets = [data.slots[i].asset for i in slots]
-        loss_terms.append(-r[:, assets] @ x.haircut_value[slots])
+    extra_cons: list[cp.Constraint] = []
+    linear = [i for i in slots if not data.slots[i].usd_tiers]
+    if linear:  # flat ratio or caps in asset units: the value scales with the price exactly
+        assets = [data.slots[i].asset for i in linear]
+        loss_terms.append(-r[:, assets] @ x.haircut_value[linear])
+    for i in slots:
+        if data.slots[i].usd_tiers:  # USD caps: value in s is H((1 + r_s)·bid·v), concave: its hypograph
+            slot = data.slots[i]
+            slopes, intercepts = concave_pieces(slot)
+            shocked = cp.Variable(r.shape[0], name=f"value in scenarios {bucket.label} {data.assets[slot.asset]}")
+            growth = 1.0 + r[:, slot.asset]
+            for slope, icpt in zip(slopes, intercepts, strict=True):
+                extra_cons.append(shocked <= (slope * slot.bid * growth) * x.value[i] + icpt)
+            loss_terms.append(x.haircut_value[i] - shocked)
     const = np.full(r.shape[0], data.buffer * bucket.extra_mm)
     for asset, debt in bucket.debts:
         const = const - r[:, asset] * debt
@@ -158,7 +169,7 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         t = cp.Variable(name=f"var {bucket.label}")
         u = cp.Variable(r.shape[0], nonneg=True, name=f"excess {bucket.label}")
         cons = [u >= counted - t, equity >= t + (data.probabilities / (1.0 - data.alpha)) @ u]
-    out.append(Term(f"buffer {bucket.label}", "buffer", cons))
+    out.append(Term(f"buffer {bucket.label}", "buffer", cons + extra_cons))
     # concentration of one asset in the pool's raw collateral value
     total = cp.sum(x.value[slots]) if slots else 0.0
     for i in slots:

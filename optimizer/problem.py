@@ -31,6 +31,23 @@ class Slot:
     widths: np.ndarray
     ratios: np.ndarray
     current: float  # scaled USD value held now
+    usd_tiers: bool = False  # caps in USD: the haircut does not scale with the price (repriced exactly)
+
+
+def concave_pieces(slot: Slot) -> tuple[np.ndarray, np.ndarray]:
+    """The haircut value H(x) = Σ ratio_k clip(x − low_k, 0, width_k) as min_k(slope_k x + intercept_k), x the raw
+    (bid-adjusted) USD amount: slope ratio_k, intercept Σ_{j<k} ratio_j width_j − ratio_k low_k; a finite last
+    cap adds a flat piece."""
+    slopes, intercepts = [], []
+    below = 0.0
+    for low, width, ratio in zip(slot.lows, slot.widths, slot.ratios, strict=True):
+        slopes.append(ratio)
+        intercepts.append(below - ratio * low)
+        below += ratio * width if np.isfinite(width) else 0.0
+    if np.isfinite(slot.widths[-1]):
+        slopes.append(0.0)
+        intercepts.append(below)
+    return np.array(slopes), np.array(intercepts)
 
 
 @dataclass(frozen=True)
@@ -194,7 +211,8 @@ def _slot(bucket: int, asset: int, rule, price: float, scale: float, now: float)
         widths.append((cap - low) * unit / scale)
         ratios.append(tier.ratio)
         low = cap
-    return Slot(bucket, asset, rule.bid_rate, np.array(lows), np.array(widths), np.array(ratios), now)
+    return Slot(bucket, asset, rule.bid_rate, np.array(lows), np.array(widths), np.array(ratios), now,
+                usd_tiers=rule.tier_unit == "usd" and len(rule.tiers) > 1)
 
 
 def _isolated_need(cb: CompiledBook, p: int, distance: float) -> float:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from optimizer.formulation import build_terms, make_decision, objective
 from optimizer.problem import ProblemData
-from optimizer.recheck import RecheckError, recheck, unit_totals
+from optimizer.recheck import recheck, unit_totals
 from optimizer.run import Infeasible, Result, optimize
 from risk_models.loading import LoadedBook
 from risk_models.scenarios import ScenarioSet
@@ -251,15 +251,12 @@ def test_conservation_and_eligibility_on_random_books(tmp_path_factory: pytest.T
     assert after.wallet.get("USDT", 0.0) >= pol.reserve.get("USDT", 0.0) * (1 - 1e-9)
 
 
-@pytest.mark.xfail(strict=True, raises=RecheckError,
-                   reason="formulation._cross_terms reprices haircut collateral linearly, (1 + r)·H(v); with tiers "
-                          "H is concave, so in up-moves the exact H(v(1 + r)) is smaller: the buffer is overstated")
 def test_tiered_collateral_is_repriced_exactly_in_up_moves(books: Books) -> None:
-    # Known library bug, minimal reproduction.  A 20 BTC short backed only by BTC (tiers: 97 % up to 50k USD, 90 %
-    # above), BTC moves −10 % … +10 %, worst case, buffer 1.  In the +10 % scenario the LP credits the collateral's
-    # gain at the pool's average haircut, 0.1·H(v); the exact gain is 0.1·v at the marginal 90 % ratio, smaller by
-    # 0.1 × 50,000 × (0.97 − 0.90) = 350 USD, so the recommendation fails the re-check by exactly that:
-    # "v/a/cross: equity 100,909.09 below the buffered net portfolio margin 101,259.09" (exit 1, nothing printed).
+    # A 20 BTC short backed only by BTC (tiers: 97 % up to 50k USD, 90 % above), BTC moves −10 % … +10 %, worst
+    # case, buffer 1.  Repricing the haircut value linearly, (1 + r)·H(v), would credit the +10 % scenario's
+    # collateral gain at the pool's average ratio: 0.1 × 50,000 × (0.97 − 0.90) = 350 USD too much, and the
+    # recommendation would fail the exact re-check by exactly that.  USD-capped tiers are repriced exactly
+    # (the hypograph of H((1 + r)·v)), so it passes.
     rules = rules_dict({"BTCUSDT": linear("BTC", FLAT)},
                        {"USDT": {}, "BTC": {"tiers": [{"cap": 50_000, "ratio": 0.97}, {"cap": None, "ratio": 0.9}]}})
     moves = np.linspace(-0.1, 0.1, 21)
