@@ -153,7 +153,8 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
             for slope, icpt in zip(slopes, intercepts, strict=True):
                 extra_cons.append(shocked <= (slope * slot.bid * growth) * x.value[i] + icpt)
             loss_terms.append(x.haircut_value[i] - shocked)
-    const = np.full(r.shape[0], data.buffer * bucket.extra_mm)
+    const = data.buffer * (bucket.extra_mm_path if bucket.extra_mm_path is not None
+                           else np.full(r.shape[0], bucket.extra_mm))
     for asset, debt in bucket.debts:
         const = const - r[:, asset] * debt
     if pos:

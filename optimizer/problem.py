@@ -59,7 +59,8 @@ class BucketSpec:
     position: int | None
     label: str
     debts: tuple[tuple[int, float], ...] = ()  # (asset, scaled USD, negative): existing loans, kept as they are
-    extra_mm: float = 0.0  # scaled USD: a risk-matrix venue's netted margin (constant)
+    extra_mm: float = 0.0  # scaled USD: a portfolio-margined venue's netted requirement now
+    extra_mm_path: np.ndarray | None = None  # (S,) scaled USD: the same in every scenario
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
 
     growth = scenarios.growth_of(cb.assets, pegged)
     paths = position_scenarios(cb, growth)
+    unit_paths = cb.units.bucket_maintenance(growth, cb.n_buckets) / scale
     k = policy.cross.buffer
     loss = (paths.loss + k * paths.maintenance) / scale
 
@@ -153,7 +155,8 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
             cross_row = next(i for i, b in enumerate(cb.buckets)
                              if (b.venue, b.account, b.symbol) == (venue_id, account_id, None))
             extra = cb.bucket_extra_mm[cross_row] / scale
-            buckets.append(BucketSpec(venue_id, account_id, None, f"{venue_id}/{account_id}/cross", debts, extra))
+            buckets.append(BucketSpec(venue_id, account_id, None, f"{venue_id}/{account_id}/cross", debts, extra,
+                                      unit_paths[cross_row]))
             venue_of_bucket.append(venue_id)
             exclusive[(venue_id, account_id)] = not rules.isolated_with_multi_asset
             for asset in assets:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .loading import LoadedBook, default_mark
-from .risk_matrix import matrix_margin, matrix_params
 from .schema import CollateralRule, Contract
+from .unit_margin import UnitMargins, UnitMember, build_units
 
 _PLAIN = CollateralRule()
 
@@ -106,6 +106,7 @@ class CompiledBook:
     bucket_extra_im: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (B,) USD
     standalone_mm_settle: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) risk-matrix positions
     standalone_im_settle: np.ndarray = field(default_factory=lambda: np.zeros(0))  # alone; nan elsewhere
+    units: UnitMargins = field(default_factory=UnitMargins.empty)  # portfolio-margin risk units
 
     @property
     def n_buckets(self) -> int:
@@ -155,7 +156,7 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
 
     pos: dict[str, list] = {k: [] for k in PositionArrays.__dataclass_fields__}
     keys, paths, settle_names, modes, iso = [], [], [], [], []
-    matrix_rows: list[tuple[int, int, Contract, object, object]] = []
+    matrix_rows: list[UnitMember] = []
     for venue_id, venue in book.venues.items():
         vr = loaded.rules[venue_id]
         rules = vr.rules
@@ -202,7 +203,11 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
                 if rules.margin_model is not None:  # the venue's portfolio margin replaces the brackets
                     row.update(mmrs=[0.0], cums=[0.0], caps=[math.inf], max_leverage=[1.0], fee_rate=0.0,
                                size_im_base=math.nan, size_mm_base=math.nan, size_rate=math.nan, imf=0.0)
-                    matrix_rows.append((len(keys), b, c, p, rules))
+                    matrix_rows.append(UnitMember(
+                        row=len(keys), bucket=b, underlying=aidx[c.underlying], name=c.underlying,
+                        inverse=c.kind == "inverse", size=p.qty * c.contract_size, mark=mark,
+                        settle_price=book.prices[c.settle], underlying_price=book.prices[c.underlying], ask=ask,
+                        model=rules.margin_model))
                 for k, v in row.items():
                     pos[k].append(v)
                 keys.append((venue_id, account_id, p.symbol))
@@ -235,36 +240,19 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
         size_k=np.array([r.size_discount_k for *_, r in hold_rows], dtype=float),
         liability_weight=np.array([r.liability_weight for *_, r in hold_rows], dtype=float),
     )
-    extra_mm, extra_im, alone_mm, alone_im = _matrix_margins(matrix_rows, len(buckets), len(keys), book.prices,
-                                                             [r for *_, r in hold_rows], hold_index, aidx)
+    units, alone = build_units(matrix_rows)
+    ones = np.ones(len(units))
+    extra_mm, extra_im = np.zeros(len(buckets)), np.zeros(len(buckets))
+    np.add.at(extra_mm, units.bucket, units.maintenance(ones))
+    np.add.at(extra_im, units.bucket, units.initial(ones))
+    alone_mm, alone_im = np.full(len(keys), math.nan), np.full(len(keys), math.nan)
+    for m in matrix_rows:  # a position's requirement alone, in its settle asset (as venues print it)
+        to_settle = m.settle_price * m.ask
+        alone_mm[m.row], alone_im[m.row] = (v / to_settle for v in alone[m.row])
     return CompiledBook(
         assets=assets, prices=np.array([book.prices[a] for a in assets], dtype=float), buckets=buckets,
         bucket_rules=bucket_rules, positions=positions, holdings=holdings, position_keys=keys, position_paths=paths,
         position_settle_names=settle_names, position_modes=modes, isolated_margin=np.array(iso, dtype=float),
         bucket_extra_mm=extra_mm, bucket_extra_im=extra_im, standalone_mm_settle=alone_mm,
-        standalone_im_settle=alone_im,
+        standalone_im_settle=alone_im, units=units,
     )
-
-
-def _matrix_margins(rows: list, n_buckets: int, n_positions: int, prices: dict[str, float],
-                    hold_rules: list[CollateralRule], hold_index: dict[tuple[int, str], int], aidx: dict[str, int]
-                    ) -> tuple[np.ndarray, ...]:
-    """Risk-matrix margins: per (bucket, underlying) on the net coin delta (USD, added to the bucket), and per
-    position alone (coin, for reports).  Only inverse contracts reach here (checked when loading)."""
-    extra_mm, extra_im = np.zeros(n_buckets), np.zeros(n_buckets)
-    alone_mm, alone_im = np.full(n_positions, math.nan), np.full(n_positions, math.nan)
-    deltas: dict[tuple[int, str], list] = {}
-    for i, b, c, p, rules in rows:
-        mark = p.mark_price if p.mark_price is not None else default_mark(c, prices)
-        delta = p.qty * c.contract_size / mark
-        params = matrix_params(rules.margin_model, c.underlying)
-        alone_im[i], alone_mm[i] = matrix_margin(delta, params)
-        entry = deltas.setdefault((b, c.underlying), [0.0, params, c.settle])
-        entry[0] += delta
-    for (b, _underlying), (delta, params, settle) in deltas.items():
-        im, mm = matrix_margin(delta, params)
-        ask = hold_rules[hold_index[(b, settle)]].ask_rate
-        to_usd = prices[settle] * ask
-        extra_im[b] += im * to_usd
-        extra_mm[b] += mm * to_usd
-    return extra_mm, extra_im, alone_mm, alone_im

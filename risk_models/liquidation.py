@@ -24,6 +24,7 @@ import numpy as np
 from scipy import sparse
 
 from .compiled import CompiledBook, HoldingArrays, PositionArrays
+from .unit_margin import UnitMargins
 from .venue_margin import MarginState, holding_value, maintenance_settle, settle_notional, unrealized_pnl
 
 GRID_DOWN = 1.0 - np.array([0.003, 0.01, 0.03, 0.07, 0.15, 0.3, 0.5, 0.7, 0.9, 0.99, 1 - 1e-6])
@@ -69,6 +70,8 @@ class Groups:
     price0: np.ndarray  # (Rh, 1) USD
     value0: np.ndarray  # (Rh, 1) USD
     surplus0: np.ndarray  # (G, 1) USD: equity − maintenance of the group's bucket
+    unit_of_group: np.ndarray | None = None  # (G,) portfolio-margin unit moving with the group, -1 none
+    units: UnitMargins | None = None
 
     def __len__(self) -> int:
         return len(self.bucket)
@@ -92,6 +95,7 @@ class Groups:
             pos_group=pos_group, hold_group=hold_group, mark0=self.mark0[pi], settle_price0=self.settle_price0[pi],
             pnl0=self.pnl0[pi], mm0=self.mm0[pi], equity0=self.equity0[hi], price0=self.price0[hi],
             value0=self.value0[hi], surplus0=self.surplus0[keep],
+            unit_of_group=None if self.unit_of_group is None else self.unit_of_group[keep], units=self.units,
         )
 
 
@@ -143,7 +147,18 @@ def build_groups(cb: CompiledBook, state: MarginState) -> Groups:
         pnl0=col(state.terms.pnl_settle[pos_index]), mm0=col(state.terms.mm_usd[pos_index]),
         equity0=col(state.holding_equity[hold_index]), price0=col(cb.prices[ha.asset[hold_index]]),
         value0=col(state.holding_value[hold_index]), surplus0=col((state.equity - state.maintenance)[g_bucket]),
+        **_units_of_groups(cb, keys, n_assets),
     )
+
+
+def _units_of_groups(cb: CompiledBook, keys: np.ndarray, n_assets: int) -> dict:
+    """The portfolio-margin unit (same bucket and underlying) of each group, if any."""
+    units = cb.units
+    if not len(units):
+        return {}
+    unit_keys = units.bucket * n_assets + units.underlying
+    lookup = {int(k): i for i, k in enumerate(unit_keys)}
+    return {"unit_of_group": np.array([lookup.get(int(k), -1) for k in keys], dtype=int), "units": units}
 
 
 def surplus(groups: Groups, ratio: np.ndarray) -> np.ndarray:
@@ -160,7 +175,12 @@ def surplus(groups: Groups, ratio: np.ndarray) -> np.ndarray:
     equity = groups.equity0 + groups.pos_to_hold @ d_pnl
     price = groups.price0 * np.where(groups.hold_moves[:, None], ratio[groups.hold_group], 1.0)
     d_value = holding_value(groups.holdings, equity, price) - groups.value0
-    return groups.surplus0 + groups.hold_to_group @ d_value - groups.pos_to_group @ (mm_usd - groups.mm0)
+    out = groups.surplus0 + groups.hold_to_group @ d_value - groups.pos_to_group @ (mm_usd - groups.mm0)
+    if groups.unit_of_group is not None and np.any(groups.unit_of_group >= 0):
+        rows = np.nonzero(groups.unit_of_group >= 0)[0]
+        units = groups.units.take(groups.unit_of_group[rows])
+        out[rows] -= units.maintenance(ratio[rows]) - units.maintenance(np.ones(len(rows)))[:, None]
+    return out
 
 
 def _first_crossing(g0: np.ndarray, values: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -135,7 +135,7 @@ def _item_terms(cb: CompiledBook, state: MarginState, growth: np.ndarray, rv: Re
         rate = np.where(np.abs(pnl_sum) > 1e-12 * (np.abs(d_value) + 1.0), residual / pnl_sum, 0.0)
     terms: dict[str, np.ndarray] = {}
     assigned = np.zeros_like(d_value)
-    matrix_mm = _matrix_shares(cb, pos)
+    matrix_mm = _matrix_shares(cb, pos, growth)
     for i, p in enumerate(pos):
         share = d_pnl[i] * rate[row[i]]
         np.add.at(assigned, row[i], share)
@@ -146,12 +146,17 @@ def _item_terms(cb: CompiledBook, state: MarginState, growth: np.ndarray, rv: Re
     return terms
 
 
-def _matrix_shares(cb: CompiledBook, pos: np.ndarray) -> np.ndarray:
-    """A risk-matrix bucket's netted margin (USD, constant) shared among its positions by their margin alone."""
+def _matrix_shares(cb: CompiledBook, pos: np.ndarray, growth: np.ndarray) -> np.ndarray:
+    """A portfolio-margined bucket's netted requirement in each scenario (USD), shared among its positions in
+    proportion to their requirement alone: (n, S)."""
+    if not pos.size:
+        return np.zeros((0, growth.shape[1]))
+    bucket = cb.positions.bucket[pos[0]]
+    path = cb.units.bucket_maintenance(growth, cb.n_buckets)[bucket]
     alone = np.nan_to_num(cb.standalone_mm_settle[pos])
-    extra = cb.bucket_extra_mm[cb.positions.bucket[pos[0]]] if pos.size else 0.0
     total = alone.sum()
-    return extra * alone / total if total > 0 else np.zeros(pos.size)
+    weights = alone / total if total > 0 else np.zeros(pos.size)
+    return weights[:, None] * path[None, :]
 
 
 def _alone_matrix_mm(cb: CompiledBook, pos: np.ndarray) -> np.ndarray:

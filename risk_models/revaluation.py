@@ -97,8 +97,9 @@ def _maintenance(cb: CompiledBook, factors: Factors, x: np.ndarray, growth: np.n
     (Deribit) rates are evaluated directly.
     """
     pa = cb.positions
-    n_b, n_s = cb.n_buckets, x.shape[1]
-    out = np.repeat(cb.bucket_extra_mm[:, None], n_s, axis=1)  # risk-matrix margins: constant USD (inverse)
+    n_b = cb.n_buckets
+    # portfolio-margined venues: each risk unit's requirement at its underlying's move (x = 1 + r_underlying)
+    out = cb.units.bucket_maintenance(growth, n_b)
     sized = ~np.isnan(pa.size_rate)
     plain = np.nonzero(~sized)[0]
     if plain.size:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -57,7 +57,8 @@ class Contract(Strict):
     settle: str
     kind: Literal["linear", "inverse"]
     contract_size: float = Field(gt=0)
-    brackets: list[Bracket] = Field(min_length=1)
+    brackets: list[Bracket] = Field(default_factory=list)
+    """Empty only on a venue whose margin_model replaces brackets."""
     isolated_allowed: bool = True
     size_margin: SizeMargin | None = None
     open_interest_scaling: OpenInterestScaling | None = None
@@ -104,7 +105,7 @@ class Contract(Strict):
     @property
     def position_limit(self) -> float:
         """Largest allowed notional in settle units (a finite last cap), inf when unbounded."""
-        return float(self.caps[-1])
+        return float(self.caps[-1]) if len(self.caps) else math.inf
 
     model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
 
@@ -164,6 +165,27 @@ class RiskMatrixModel(RiskMatrixParams):
     per_underlying: dict[str, RiskMatrixParams] = Field(default_factory=dict)
 
 
+class OkxGroup(Strict):
+    """One OKX risk-unit group: spot-shock moves (MR1, each ±) and the extreme move (MR6, ±), fractions."""
+
+    spot_moves: list[Annotated[float, Field(ge=0, lt=1)]] = Field(min_length=1)
+    extreme_move: float = Field(ge=0, lt=1)
+
+
+class OkxPmModel(Strict):
+    """OKX-style portfolio margin per risk unit (underlying): MMR = max(MR1 spot shock, MR6 extreme move);
+    IMR = imr_factor × MMR.  ``extreme_cover`` is the share of the extreme-move loss counted."""
+
+    kind: Literal["okx_pm"]
+    imr_factor: float = Field(default=1.3, ge=1)
+    extreme_cover: float = Field(default=1.0, ge=0, le=1)
+    groups: dict[str, OkxGroup] = Field(default_factory=dict)
+    others: OkxGroup
+
+    def group(self, underlying: str) -> OkxGroup:
+        return self.groups.get(underlying, self.others)
+
+
 class Rules(Strict):
     """One venue's rules file."""
 
@@ -180,7 +202,14 @@ class Rules(Strict):
     isolated_with_multi_asset: bool = True
     contracts: dict[str, Contract] = Field(min_length=1)
     collateral: dict[str, CollateralRule] = Field(default_factory=dict)
-    margin_model: RiskMatrixModel | None = None
+    margin_model: Annotated[RiskMatrixModel | OkxPmModel, Field(discriminator="kind")] | None = None
+
+    @model_validator(mode="after")
+    def _brackets_or_model(self) -> Rules:
+        missing = [name for name, c in self.contracts.items() if not c.brackets]
+        if missing and self.margin_model is None:
+            raise ValueError(f"contracts {', '.join(missing[:5])} have no brackets: give brackets or a margin_model")
+        return self
 
     def collateral_rule(self, asset: str) -> CollateralRule | None:
         """The rule for ``asset``; settle assets of the venue's contracts are accepted at 100 % when not listed."""
