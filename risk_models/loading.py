@@ -133,7 +133,8 @@ def check_book(file: str, book: Book, rules: dict[str, VenueRules]) -> list[Inpu
                     errors.append(InputError(file, f"{key}.symbol", f"unknown symbol {pos.symbol!r} in {vr.name}",
                                              _suggest(pos.symbol, vr.rules)))
                     continue
-                if vr.rules.margin_model is not None and contract.kind != "inverse":
+                model = vr.rules.margin_model
+                if model is not None and model.kind == "risk_matrix" and contract.kind != "inverse":
                     errors.append(InputError(file, f"{key}.symbol",
                                              f"{vr.name}'s risk_matrix margin model covers inverse contracts only; "
                                              f"{pos.symbol} is {contract.kind}", "use a bracket rule set"))
