@@ -35,7 +35,8 @@ def main() -> None:
     \b
     Example:
       pmopt margin examples/multi_venue/book.yaml
-      pmopt margin examples/multi_venue/book.yaml --json
+      pmopt risk examples/multi_venue/book.yaml --json
+      pmopt optimize examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml
     """
 
 
