@@ -119,7 +119,7 @@ def cross_equity(data: ProblemData, x: Decision, b: int) -> tuple[cp.Expression,
     pos = [i for i, p in enumerate(data.positions) if p.cross_bucket == b]
     upnl = np.array([data.positions[i].upnl for i in pos])
     debt = sum(v for _, v in data.buckets[b].debts)
-    equity = debt + (cp.sum(x.haircut_value[slots]) if slots else 0.0)
+    equity = cp.Constant(debt) + (cp.sum(x.haircut_value[slots]) if slots else 0.0)
     if pos:
         equity = equity + upnl.sum() - upnl @ x.isolated[pos]
     return equity, slots, pos
@@ -164,7 +164,12 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     scen = const + (sum(loss_terms) if loss_terms else 0.0)
     cover = data.cover
     counted = scen if np.all(cover == 1) else sparse.diags(cover) @ scen
-    if data.measure == "worst":
+    if data.units:  # scanning risk: the worst counted term of each risk unit, summed over units
+        worst = cp.Variable(len(data.units), nonneg=True, name=f"unit worst {bucket.label}")
+        cons = [equity >= cp.sum(worst)]
+        for j, (start, stop) in enumerate(data.units.values()):
+            cons.append(worst[j] >= counted[start:stop])
+    elif data.measure == "worst":
         cons = [equity >= counted]
     else:
         t = cp.Variable(name=f"var {bucket.label}")
@@ -173,9 +178,10 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     out.append(Term(f"buffer {bucket.label}", "buffer", cons + extra_cons))
     # concentration of one asset in the pool's raw collateral value
     total = cp.sum(x.value[slots]) if slots else 0.0
+    settles = {data.positions[i].settle for i in pos}
     for i in slots:
         asset = data.assets[data.slots[i].asset]
-        limit = data.policy.concentration.get(asset)
+        limit = None if data.slots[i].asset in settles else data.policy.concentration.get(asset)
         if limit is not None:
             out.append(Term(f"concentration {bucket.label} {asset}", "concentration", [x.value[i] <= limit * total]))
     return out
@@ -217,6 +223,8 @@ def _exclusive_terms(data: ProblemData, x: Decision) -> list[Term]:
                      if (bk.venue, bk.account, bk.position) == (venue, account, None))
         foreign = [i for i in _slots_of(data, cross) if data.slots[i].asset not in settles]
         cons = [x.isolated[i] <= var for i in pos]
+        if any(asset not in settles for asset, _ in data.buckets[cross].debts):  # a foreign loan: Multi-Assets
+            cons.append(var == 0)
         cons += [x.value[i] <= data.holdings[data.slots[i].asset] * (1 - var) for i in foreign]
         out.append(Term(f"multi-assets mode {venue}/{account}", "exclusive", cons))
     return out

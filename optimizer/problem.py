@@ -17,6 +17,7 @@ from risk_models.loading import LoadedBook
 from risk_models.revaluation import position_scenarios
 from risk_models.scenarios import ScenarioSet
 from risk_models.schema.policy import Policy
+from risk_models.unit_margin import UnitMargins, UnitMember, build_units
 from risk_models.venue_margin import MarginState, maintenance_settle, settle_notional, unrealized_pnl
 
 
@@ -101,6 +102,7 @@ class ProblemData:
     venue_of_bucket: list[str] = field(default_factory=list)
     multi_asset_exclusive: dict[tuple[str, str], bool] = field(default_factory=dict)
     total_capital: float = 0.0  # scaled USD (raw, everything)
+    units: dict[str, tuple[int, int]] | None = None  # grid sets: risk unit → scenario range (per-unit worst)
 
 
 def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, policy: Policy,
@@ -129,7 +131,8 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     paths = position_scenarios(cb, growth)
     unit_paths = cb.units.bucket_maintenance(growth, cb.n_buckets) / scale
     k = policy.cross.buffer
-    loss = (paths.loss + k * paths.maintenance) / scale
+    # cross-side figures use the cross pool's ask rate whatever the position's mode is now
+    ask_factor = np.ones(len(cb.positions))
 
     holdings = np.zeros(len(assets))
     wallet_now = np.zeros(len(assets))
@@ -180,23 +183,43 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
                     holdings[aidx[c.settle]] += now
                     slots.append(Slot(iso_bucket, aidx[c.settle], 1.0, np.zeros(1), np.array([math.inf]),
                                       np.ones(1), now))
+                cross_rule = rules.collateral_rule(c.settle)
+                ask_factor[i] = (cross_rule.ask_rate if cross_rule else 1.0) / pa.ask_settle[i]
                 positions.append(PositionSpec(
                     index=i, symbol=p.symbol, cross_bucket=cross, iso_bucket=iso_bucket, settle=aidx[c.settle],
                     isolated_now=p.margin_mode == "isolated", fixed=fixed,
                     close_reopen=rules.mode_switch == "close_reopen",
                     notional=float(state.terms.notional_usd[i]) / scale,
                     upnl=float(state.terms.pnl_settle[i] * cb.prices[pa.settle[i]]) / scale,
-                    mm=float(state.terms.mm_usd[i]) / scale, im=float(state.terms.im_usd[i]) / scale,
-                    iso_need=_isolated_need(cb, i, d) / scale,
+                    mm=float(state.terms.mm_usd[i] * ask_factor[i]) / scale,
+                    im=float(state.terms.im_usd[i] * ask_factor[i]) / scale,
+                    iso_need=_isolated_need(cb, i, d, _alone_unit(cb, loaded, venue_id, i)) / scale,
                 ))
+    loss = (paths.loss + k * paths.maintenance * ask_factor[:, None]) / scale
     r = scenarios.returns_of(assets, pegged)
     return ProblemData(
         scale=scale, assets=assets, prices=prices, holdings=holdings, wallet_now=wallet_now, buckets=buckets,
         slots=slots, positions=positions, returns=r, probabilities=scenarios.probabilities,
-        cover=scenarios.coverage, loss=loss, measure=policy.risk_model.measure,
+        cover=scenarios.coverage, loss=loss,
+        measure="worst" if scenarios.meta.get("units") else policy.risk_model.measure,
+        units=scenarios.meta.get("units") or None,
         alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
         multi_asset_exclusive=exclusive, total_capital=float(holdings.sum()),
     )
+
+
+def _alone_unit(cb: CompiledBook, loaded: LoadedBook, venue_id: str, p: int) -> UnitMargins | None:
+    """The venue's portfolio margin of position p alone, when its venue has a margin model."""
+    rules = loaded.rules[venue_id].rules
+    if rules.margin_model is None:
+        return None
+    pa = cb.positions
+    c = rules.contracts[cb.position_keys[p][2]]
+    member = UnitMember(row=p, bucket=0, underlying=int(pa.underlying[p]), name=c.underlying,
+                        inverse=c.kind == "inverse", size=float(pa.qty[p] * pa.contract_size[p]),
+                        mark=float(pa.mark[p]), settle_price=float(cb.prices[pa.settle[p]]),
+                        underlying_price=float(cb.prices[pa.underlying[p]]), ask=1.0, model=rules.margin_model)
+    return build_units([member])[0]
 
 
 def _ask(rules, asset: str) -> float:
@@ -218,14 +241,18 @@ def _slot(bucket: int, asset: int, rule, price: float, scale: float, now: float)
                 usd_tiers=rule.tier_unit == "usd" and len(rule.tiers) > 1)
 
 
-def _isolated_need(cb: CompiledBook, p: int, distance: float) -> float:
+def _isolated_need(cb: CompiledBook, p: int, distance: float, unit: UnitMargins | None) -> float:
     """USD of isolated margin (settle asset at today's price) keeping equity >= MM from the mark down to
-    mark × (1 − d) (long) or up to mark × (1 + d) (short); equity − MM is concave, so the two ends suffice."""
+    mark × (1 − d) (long) or up to mark × (1 + d) (short); equity − MM is concave, so the two ends suffice.
+    An isolated bucket values its margin at 100 % (ask 1); ``unit`` is the venue's portfolio margin of the
+    position alone (portfolio-margined venues), in USD."""
     pa = cb.positions
     row = pa.take(np.array([p]))
     side = 1.0 if pa.qty[p] > 0 else -1.0
-    marks = pa.mark[p] * np.array([[1.0, 1.0 - side * distance]])
-    if np.any(marks <= 0):
-        return math.inf
-    need = maintenance_settle(row, settle_notional(row, marks)) - unrealized_pnl(row, marks)
-    return float(max(need.max(), 0.0) * cb.prices[pa.settle[p]] * pa.ask_settle[p])
+    ratios = np.array([1.0, max(1.0 - side * distance, 1e-9)])
+    marks = pa.mark[p] * ratios[None, :]
+    price = cb.prices[pa.settle[p]]
+    need = (maintenance_settle(row, settle_notional(row, marks)) - unrealized_pnl(row, marks))[0] * price
+    if unit is not None:
+        need = need + unit.maintenance(ratios[None, :])[0]
+    return float(max(need.max(), 0.0))

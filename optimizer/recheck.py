@@ -107,6 +107,28 @@ def unit_totals(loaded: LoadedBook, book: Book) -> dict[str, float]:
     return out
 
 
+def gross_capital(loaded: LoadedBook, book: Book) -> float:
+    """All positive holdings at raw USD value (wallet, cross collateral, isolated margins): the venue caps' base."""
+    prices = book.prices
+    total = sum(max(v, 0.0) * prices[a] for a, v in book.wallet.items())
+    return total + on_venues(loaded, book)
+
+
+def on_venues(loaded: LoadedBook, book: Book, venue: str | None = None) -> float:
+    """Positive collateral and isolated margins at raw USD value, on one venue or all."""
+    prices = book.prices
+    total = 0.0
+    for venue_id, v in book.venues.items():
+        if venue is not None and venue_id != venue:
+            continue
+        contracts = loaded.rules[venue_id].rules.contracts
+        for account in v.accounts.values():
+            total += sum(max(x, 0.0) * prices[a] for a, x in account.collateral.items())
+            total += sum((p.isolated_margin or 0.0) * prices[contracts[p.symbol].settle]
+                         for p in account.positions if p.margin_mode == "isolated")
+    return total
+
+
 def _conservation(before: LoadedBook, after: Book) -> list[str]:
     """Every asset's total units are unchanged (nothing appears or vanishes)."""
     old, new = unit_totals(before, before.book), unit_totals(before, after)
@@ -125,8 +147,7 @@ def _limits(book: Book, policy: Policy, loaded: LoadedBook, tol: float) -> list[
     for asset, units in policy.reserve.items():
         if book.wallet.get(asset, 0.0) < units - tol / max(prices.get(asset, 1.0), 1e-300):
             problems.append(f"wallet.{asset}: {book.wallet.get(asset, 0.0):,.8g} below the reserve {units:,.8g}")
-    totals = unit_totals(loaded, book)
-    capital = sum(max(v, 0.0) * prices[a] for a, v in totals.items())
+    capital = gross_capital(loaded, book)
     for venue_id, venue in book.venues.items():
         on_venue = 0.0
         contracts = loaded.rules[venue_id].rules.contracts
@@ -135,8 +156,9 @@ def _limits(book: Book, policy: Policy, loaded: LoadedBook, tol: float) -> list[
             pool_total = sum(pool.values())
             on_venue += pool_total + sum((p.isolated_margin or 0.0) * prices[contracts[p.symbol].settle]
                                          for p in account.positions if p.margin_mode == "isolated")
+            settles = {contracts[p.symbol].settle for p in account.positions}
             for asset, limit in policy.concentration.items():
-                if pool.get(asset, 0.0) > limit * pool_total + tol:
+                if asset not in settles and pool.get(asset, 0.0) > limit * pool_total + tol:
                     problems.append(f"venues.{venue_id}.accounts.{account_id}: {asset} is "
                                     f"{pool[asset] / pool_total:.2%} of the pool, limit {limit:.2%}")
         cap = policy.venue_cap.get(venue_id)

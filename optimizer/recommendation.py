@@ -66,7 +66,10 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
     for venue_id, venue in raw["venues"].items():
         for account_id, account in venue["accounts"].items():
             debts = {a: v for a, v in account["collateral"].items() if v < 0}
-            account["collateral"] = {**collateral.get((venue_id, account_id), {}), **debts}
+            pool = dict(collateral.get((venue_id, account_id), {}))
+            for asset, owed in debts.items():  # a loan stays; what is posted in the same asset nets against it
+                pool[asset] = pool.get(asset, 0.0) + owed
+            account["collateral"] = pool
             for pos in account["positions"]:
                 if modes.get(row):
                     pos["margin_mode"] = "isolated"

@@ -17,7 +17,7 @@ from risk_models.schema.policy import Policy
 from risk_models.venue_margin import evaluate
 
 from .problem import ProblemData, build_problem
-from .recheck import Checked, evaluate_book, recheck, unit_totals
+from .recheck import Checked, evaluate_book, on_venues, recheck
 from .recommendation import explain, mode_changes, recommended_book, transfers
 from .solve import Solution, solve
 
@@ -57,21 +57,25 @@ def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_li
 
 
 def carry(loaded: LoadedBook, book: Book, policy: Policy) -> tuple[float, float]:
-    """(locked, free) raw USD and the carry cost of holding ``book`` over the policy's horizon."""
-    totals = unit_totals(loaded, book)
+    """(locked, free) raw USD: positive holdings on venues, and in the wallet."""
     free = sum(max(v, 0.0) * book.prices[a] for a, v in book.wallet.items())
-    locked = sum(max(v, 0.0) * book.prices[a] for a, v in totals.items()) - free
-    return locked, free
+    return on_venues(loaded, book), free
 
 
 def _carry_cost(loaded: LoadedBook, book: Book, policy: Policy) -> float:
-    totals = unit_totals(loaded, book)
+    """Σ yield × value posted on venues (positive balances) over the carry horizon, USD."""
     horizon = policy.carry_horizon_days / 365.0
-    cost = 0.0
-    for asset, units in totals.items():
-        on_venues = units - book.wallet.get(asset, 0.0)
-        cost += policy.yields.get(asset, 0.0) * max(on_venues, 0.0) * book.prices[asset] * horizon
-    return cost
+    posted: dict[str, float] = {}
+    for venue_id, venue in book.venues.items():
+        contracts = loaded.rules[venue_id].rules.contracts
+        for account in venue.accounts.values():
+            for a, v in account.collateral.items():
+                posted[a] = posted.get(a, 0.0) + max(v, 0.0)
+            for p in account.positions:
+                if p.margin_mode == "isolated":
+                    settle = contracts[p.symbol].settle
+                    posted[settle] = posted.get(settle, 0.0) + (p.isolated_margin or 0.0)
+    return sum(policy.yields.get(a, 0.0) * u * book.prices[a] * horizon for a, u in posted.items())
 
 
 def _accounts(checked: Checked) -> list[dict[str, Any]]:

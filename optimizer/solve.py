@@ -135,7 +135,8 @@ def _bindings(terms: list[Term]) -> list[Binding]:
             dual = np.atleast_1d(np.asarray(dual, dtype=float))
             if dual.size != 1 or abs(dual[0]) < 1e-9:
                 continue
-            slack = float(np.atleast_1d(con.residual).max()) if con.residual is not None else 0.0
+            value = con.expr.value  # cvxpy stores a >= b as b − a <= 0: the slack is −(b − a)
+            slack = float(-np.max(value)) if value is not None else 0.0
             out.append(Binding(term.name, term.kind, slack, float(abs(dual[0]))))
             break
     out.sort(key=lambda b: -b.shadow_price)

@@ -1,0 +1,111 @@
+"""Edge cases where the optimizer's model and the exact re-check once disagreed (regressions).
+
+Each case must end with a recommendation that the independent re-check accepts (``optimize`` raises otherwise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.run import optimize
+from risk_models.compiled import compile_book
+from risk_models.market_data import default_prices
+from risk_models.risk_model import build_scenarios
+from risk_models.scenarios import ScenarioSet
+from risk_models.schema.policy import Policy
+from tests.conftest import Books, linear, rules_dict
+
+FLAT = [{"cap": None, "mmr": 0.01, "max_leverage": 50}]
+
+
+def _scenarios(assets: tuple[str, ...] = ("BTC",), n: int = 200, sd: float = 0.04, seed: int = 0) -> ScenarioSet:
+    rng = np.random.default_rng(seed)
+    r = np.clip(rng.normal(0, sd, (n, len(assets))), -0.9, None)
+    return ScenarioSet(assets, r, tuple(f"s{i}" for i in range(n)), "test")
+
+
+def _policy(**overrides: object) -> Policy:
+    raw = {"version": 1, "cross": {"buffer": 1.5}, "isolated": {"liquidation_distance": 0.25},
+           "yields": {"USDT": 0.05, "BTC": 0.02}, "transfer_cost_bps": 1.0}
+    raw.update(overrides)
+    return Policy.model_validate(raw)
+
+
+def _account(collateral: dict, positions: list) -> dict:
+    return {"collateral": collateral, "positions": positions}
+
+
+def test_isolated_position_on_a_portfolio_margined_venue_keeps_the_venue_margin(books: Books) -> None:
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "USDT": 1.0}, "wallet": {"USDT": 1e6},
+           "venues": {"okx": {"rules": "okx-pm-2025-01", "accounts": {"a": _account({"USDT": 100_000}, [
+               {"symbol": "BTC-USDT-SWAP", "qty": 100, "entry_price": 50_000, "margin_mode": "isolated",
+                "isolated_margin": 20_000}])}}}}
+    result = optimize(books.load(raw), _policy(), _scenarios())
+    iso = next(a for a in result.document["allocations"] if "isolated" in a["bucket"])
+    # 25 % distance on 50,000 of notional plus OKX's 24 % extreme move at the distance (37,500 × 0.24)
+    assert iso["value"] >= 0.25 * 50_000 + 0.24 * 37_500 - 1e-6
+
+
+def test_collateral_posted_in_an_asset_the_pool_owes_nets_against_the_loan(books: Books) -> None:
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT)}, {"USDT": {}, "BTC": {}})
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "USDT": 1.0}, "wallet": {"USDT": 1e6},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": -1000, "BTC": 2}, [
+               {"symbol": "BTCUSDT", "qty": 1, "entry_price": 50_000}])}}}}
+    result = optimize(books.load(raw, {"r.yaml": rules}), _policy(yields={"USDT": 0.0, "BTC": 0.5}), _scenarios())
+    pool = result.book.venues["v"].accounts["a"].collateral
+    assert pool["USDT"] > 0  # USDT posted, net of the 1,000 loan
+    assert pool.get("BTC", 0.0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_grid_model_is_constrained_per_risk_unit(books: Books) -> None:
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT), "ETHUSDT": linear("ETH", FLAT)}, {"USDT": {}})
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "ETH": 2_500.0, "USDT": 1.0}, "wallet": {"USDT": 1e6},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 100_000}, [
+               {"symbol": "BTCUSDT", "qty": 2, "entry_price": 50_000},
+               {"symbol": "ETHUSDT", "qty": 40, "entry_price": 2_500}])}}}}
+    loaded = books.load(raw, {"r.yaml": rules})
+    pol = _policy(risk_model={"kind": "grid"})
+    sc = build_scenarios(pol.risk_model, compile_book(loaded).assets, default_prices(), None)
+    result = optimize(loaded, pol, sc)
+    after = result.document["after"]["accounts"][0]
+    # the pool holds at least the sum of each unit's worst move (BTC 24 %, ETH 24 % of 100,000 each, buffered)
+    assert after["equity"] >= 2 * 0.24 * 100_000 - 1e-6
+
+
+def test_a_foreign_loan_forbids_isolation_in_multi_assets_mode(books: Books) -> None:
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT), "DOGEUSDT": linear("DOGE", FLAT)}, {"USDT": {}, "BTC": {}},
+                       isolated_with_multi_asset=False)
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "DOGE": 0.1, "USDT": 1.0}, "wallet": {"USDT": 1e6},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 200_000, "BTC": -0.1}, [
+               {"symbol": "BTCUSDT", "qty": 1, "entry_price": 50_000},
+               {"symbol": "DOGEUSDT", "qty": 1e6, "entry_price": 0.1}])}}}}
+    rng = np.random.default_rng(0)
+    r = np.stack([rng.normal(0, 0.04, 200), rng.uniform(-0.6, 0.6, 200)], axis=1)
+    sc = ScenarioSet(("BTC", "DOGE"), r, tuple(f"s{i}" for i in range(200)), "test")
+    result = optimize(books.load(raw, {"r.yaml": rules}), _policy(), sc)
+    assert result.document["margin_modes"] == []
+
+
+def test_venue_cap_counts_gross_holdings_in_optimizer_and_recheck(books: Books) -> None:
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT)}, {"USDT": {}, "BTC": {}})
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "USDT": 1.0}, "wallet": {"USDT": 1e6, "BTC": 10},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 100_000, "BTC": -2}, [
+               {"symbol": "BTCUSDT", "qty": -10, "entry_price": 50_000}])}}}}
+    pol = _policy(yields={"USDT": 0.05, "BTC": 5.0}, cross={"buffer": 1.0}, venue_cap={"v": 0.13})
+    result = optimize(books.load(raw, {"r.yaml": rules}), pol, _scenarios(sd=0.08))
+    doc = result.document
+    assert doc["after"]["locked"] <= 0.13 * (doc["after"]["locked"] + doc["after"]["free"]) + 1e-6
+
+
+def test_an_empty_account_with_nothing_it_accepts_does_not_crash(books: Books) -> None:
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT)}, {"USDT": {}, "BTC": {}})
+    rules2 = rules_dict({"ETHBTC": linear("ETH", FLAT, settle="BTC")}, {"BTC": {}})
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "ETH": 2_500.0, "USDT": 1.0}, "wallet": {"USDT": 1e6},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 100_000}, [
+               {"symbol": "BTCUSDT", "qty": 1, "entry_price": 50_000}])}},
+               "w": {"rules": "r2.yaml", "accounts": {"empty": _account({}, [])}}}}
+    loaded = books.load(raw, {"r.yaml": rules, "r2.yaml": rules2})
+    for measure in ("es", "worst"):
+        result = optimize(loaded, _policy(risk_model={"measure": measure}), _scenarios(("BTC", "ETH")))
+        assert result.document["status"] == "optimal"
