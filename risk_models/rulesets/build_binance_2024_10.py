@@ -73,11 +73,11 @@ def build(reference: Path) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
-        print(__doc__, file=sys.stderr)
+        sys.stderr.write(__doc__ or "")
         return 2
     out = Path(argv[2]) if len(argv) == 3 else OUT
     out.write_text(dump_rules_json(build(Path(argv[1]))), encoding="utf-8")
-    print(f"wrote {out}")
+    sys.stderr.write(f"wrote {out}\n")
     return 0
 
 
