@@ -113,55 +113,110 @@ def build_terms(data: ProblemData, x: Decision) -> list[Term]:
     return terms
 
 
-def cross_equity(data: ProblemData, x: Decision, b: int) -> tuple[cp.Expression, list[int], list[int]]:
-    """Scaled USD equity of cross pool b now: haircut collateral + loans + uPnL of its cross positions."""
-    slots = _slots_of(data, b)
-    pos = [i for i, p in enumerate(data.positions) if p.cross_bucket == b]
-    upnl = np.array([data.positions[i].upnl for i in pos])
-    debt = sum(v for _, v in data.buckets[b].debts)
-    equity = cp.Constant(debt) + (cp.sum(x.haircut_value[slots]) if slots else 0.0)
-    if pos:
-        equity = equity + upnl.sum() - upnl @ x.isolated[pos]
-    return equity, slots, pos
+@dataclass
+class _Pool:
+    """A cross pool's equity now (scaled USD), its scenario loss E_now − E_s (S,) and the constraints of any
+    hypograph variables used to value it."""
+
+    equity: cp.Expression
+    loss: cp.Expression
+    constraints: list[cp.Constraint]
+
+
+def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[int]) -> _Pool:
+    """Equity now and in every scenario of cross pool b.
+
+    Collateral slots valued at 100 % on both sides take the positions' unrealized PnL outside the haircut.  A
+    settle-asset slot with a haircut, bid/ask rates or tiers takes its positions' PnL inside, as venues do:
+    its value is the concave function of balance + PnL (tiers slice by slice, a negative balance at ask ×
+    liability weight), modelled by its hypograph now and in every scenario.
+    """
+    bucket = data.buckets[b]
+    r = data.returns
+    n_s = r.shape[0]
+    slot_of_asset = {data.slots[i].asset: i for i in slots}
+    folded = {i for i in slots if not data.slots[i].plain
+              and any(data.positions[p].settle == data.slots[i].asset for p in pos)}
+    fold_pos = [p for p in pos if slot_of_asset.get(data.positions[p].settle) in folded]
+    rest_pos = [p for p in pos if p not in fold_pos]
+    debts = dict(bucket.debts)
+    cons: list[cp.Constraint] = []
+    equity: cp.Expression = cp.Constant(sum(v for a, v in debts.items() if slot_of_asset.get(a) not in folded))
+    loss: cp.Expression = cp.Constant(np.zeros(n_s))
+    for a, debt in debts.items():
+        if slot_of_asset.get(a) not in folded:
+            loss = loss - r[:, a] * debt
+    plain = [i for i in slots if i not in folded and not data.slots[i].usd_tiers]
+    if plain:  # flat ratio or caps in asset units: the value scales with the price exactly
+        equity = equity + cp.sum(x.haircut_value[plain])
+        loss = loss - r[:, [data.slots[i].asset for i in plain]] @ x.haircut_value[plain]
+    for i in slots:
+        slot = data.slots[i]
+        if i in folded or not slot.usd_tiers:
+            continue
+        # USD caps: the value in s is H((1 + r_s)·bid·v), concave: its hypograph
+        slopes, intercepts = concave_pieces(slot)
+        shocked = cp.Variable(n_s, name=f"value in scenarios {bucket.label} {data.assets[slot.asset]}")
+        growth = 1.0 + r[:, slot.asset]
+        cons += [shocked <= (slope * slot.bid * growth) * x.value[i] + icpt
+                 for slope, icpt in zip(slopes, intercepts, strict=True)]
+        equity = equity + x.haircut_value[i]
+        loss = loss + x.haircut_value[i] - shocked
+    if rest_pos:
+        upnl = np.array([data.positions[p].upnl for p in rest_pos])
+        pnl_loss = _pnl_loss(data, rest_pos)  # (S, n)
+        equity = equity + upnl.sum() - upnl @ x.isolated[rest_pos]
+        loss = loss + pnl_loss.sum(axis=1) - pnl_loss @ x.isolated[rest_pos]
+    for i in folded:
+        slot = data.slots[i]
+        mine = [p for p in fold_pos if data.positions[p].settle == slot.asset]
+        upnl = np.array([data.positions[p].upnl for p in mine])
+        pnl_now = _pnl_loss(data, mine)  # (S, n): loss of each position in each scenario
+        debt = debts.get(slot.asset, 0.0)
+        growth = 1.0 + r[:, slot.asset]
+        balance_now = x.value[i] + debt + upnl.sum() - upnl @ x.isolated[mine]
+        balance_s = (cp.multiply(growth, x.value[i]) + growth * debt + (upnl.sum() - pnl_now.sum(axis=1))
+                     - (upnl[None, :] - pnl_now) @ x.isolated[mine])
+        slopes, intercepts = concave_pieces(slot)
+        scale_caps = growth if not slot.usd_tiers and len(slot.ratios) > 1 else np.ones(n_s)
+        value_now = cp.Variable(name=f"value now {bucket.label} {data.assets[slot.asset]}")
+        value_s = cp.Variable(n_s, name=f"value in scenarios {bucket.label} {data.assets[slot.asset]}")
+        cons += [value_now <= slot.liability_rate * balance_now, value_s <= slot.liability_rate * balance_s]
+        for slope, icpt in zip(slopes, intercepts, strict=True):
+            cons += [value_now <= slope * slot.bid * balance_now + icpt,
+                     value_s <= slope * slot.bid * balance_s + icpt * scale_caps]
+        equity = equity + value_now
+        loss = loss + value_now - value_s
+    return _Pool(equity, loss, cons)
+
+
+def _pnl_loss(data: ProblemData, pos: list[int]) -> np.ndarray:
+    """(S, n) scaled USD: each position's PnL loss in each scenario (its buffered term less k × its MM)."""
+    rows = [data.positions[p].index for p in pos]
+    return (data.loss[rows] - data.buffer * data.mm_path[rows]).T
 
 
 def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     bucket = data.buckets[b]
-    equity, slots, pos = cross_equity(data, x, b)
+    slots = _slots_of(data, b)
+    pos = [i for i, p in enumerate(data.positions) if p.cross_bucket == b]
+    pool = _pool(data, x, b, slots, pos)
+    equity = pool.equity
     out = []
     mm = np.array([data.positions[i].mm for i in pos])
     need = bucket.extra_mm + (mm.sum() - mm @ x.isolated[pos] if pos else 0.0)
-    out.append(Term(f"venue margin {bucket.label}", "venue_margin", [equity >= need]))
+    out.append(Term(f"venue margin {bucket.label}", "venue_margin", [equity >= need, *pool.constraints]))
     if data.policy.cross.require_initial_margin and pos:
         im = np.array([data.positions[i].im for i in pos])
         out.append(Term(f"initial margin {bucket.label}", "initial_margin",
                         [equity >= bucket.extra_mm + im.sum() - im @ x.isolated[pos]]))
-    # buffer survival: equity >= rho_s(L_s + k MM_s), collateral repriced in every scenario
-    loss_terms = []
+    # buffer survival: equity >= rho_s(L_s + k MM_s), collateral repriced with the positions in every scenario
     r = data.returns
-    extra_cons: list[cp.Constraint] = []
-    linear = [i for i in slots if not data.slots[i].usd_tiers]
-    if linear:  # flat ratio or caps in asset units: the value scales with the price exactly
-        assets = [data.slots[i].asset for i in linear]
-        loss_terms.append(-r[:, assets] @ x.haircut_value[linear])
-    for i in slots:
-        if data.slots[i].usd_tiers:  # USD caps: value in s is H((1 + r_s)·bid·v), concave: its hypograph
-            slot = data.slots[i]
-            slopes, intercepts = concave_pieces(slot)
-            shocked = cp.Variable(r.shape[0], name=f"value in scenarios {bucket.label} {data.assets[slot.asset]}")
-            growth = 1.0 + r[:, slot.asset]
-            for slope, icpt in zip(slopes, intercepts, strict=True):
-                extra_cons.append(shocked <= (slope * slot.bid * growth) * x.value[i] + icpt)
-            loss_terms.append(x.haircut_value[i] - shocked)
-    const = data.buffer * (bucket.extra_mm_path if bucket.extra_mm_path is not None
-                           else np.full(r.shape[0], bucket.extra_mm))
-    for asset, debt in bucket.debts:
-        const = const - r[:, asset] * debt
+    mm_s = bucket.extra_mm_path if bucket.extra_mm_path is not None else np.full(r.shape[0], bucket.extra_mm)
+    scen = pool.loss + data.buffer * mm_s
     if pos:
-        g = data.loss[[data.positions[i].index for i in pos]].T  # (S, n)
-        const = const + g.sum(axis=1)
-        loss_terms.append(-(g @ x.isolated[pos]))
-    scen = const + (sum(loss_terms) if loss_terms else 0.0)
+        mms = data.mm_path[[data.positions[i].index for i in pos]].T  # (S, n)
+        scen = scen + data.buffer * (mms.sum(axis=1) - mms @ x.isolated[pos])
     cover = data.cover
     counted = scen if np.all(cover == 1) else sparse.diags(cover) @ scen
     if data.units:  # scanning risk: the worst counted term of each risk unit, summed over units
@@ -175,8 +230,8 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         t = cp.Variable(name=f"var {bucket.label}")
         u = cp.Variable(r.shape[0], nonneg=True, name=f"excess {bucket.label}")
         cons = [u >= counted - t, equity >= t + (data.probabilities / (1.0 - data.alpha)) @ u]
-    out.append(Term(f"buffer {bucket.label}", "buffer", cons + extra_cons))
-    # concentration of one asset in the pool's raw collateral value
+    out.append(Term(f"buffer {bucket.label}", "buffer", cons))
+    # concentration of one non-settle asset in the pool's raw collateral value
     total = cp.sum(x.value[slots]) if slots else 0.0
     settles = {data.positions[i].settle for i in pos}
     for i in slots:

@@ -33,6 +33,13 @@ class Slot:
     ratios: np.ndarray
     current: float  # scaled USD value held now
     usd_tiers: bool = False  # caps in USD: the haircut does not scale with the price (repriced exactly)
+    liability_rate: float = 1.0  # ask rate × liability weight: how a negative balance counts
+
+    @property
+    def plain(self) -> bool:
+        """Valued at exactly 100 % on both sides: unrealized PnL can be added outside the haircut."""
+        return (self.bid == 1.0 and self.liability_rate == 1.0 and len(self.ratios) == 1 and self.ratios[0] == 1.0
+                and not np.isfinite(self.widths[0]))
 
 
 def concave_pieces(slot: Slot) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +102,7 @@ class ProblemData:
     probabilities: np.ndarray
     cover: np.ndarray
     loss: np.ndarray  # (P, S) scaled USD: buffer-weighted term of each position alone, L + k·MM
+    mm_path: np.ndarray  # (P, S) scaled USD: each position's maintenance margin in every scenario (cross side)
     measure: str
     alpha: float
     buffer: float
@@ -200,7 +208,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     return ProblemData(
         scale=scale, assets=assets, prices=prices, holdings=holdings, wallet_now=wallet_now, buckets=buckets,
         slots=slots, positions=positions, returns=r, probabilities=scenarios.probabilities,
-        cover=scenarios.coverage, loss=loss,
+        cover=scenarios.coverage, loss=loss, mm_path=paths.maintenance * ask_factor[:, None] / scale,
         measure="worst" if scenarios.meta.get("units") else policy.risk_model.measure,
         units=scenarios.meta.get("units") or None,
         alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
@@ -238,7 +246,8 @@ def _slot(bucket: int, asset: int, rule, price: float, scale: float, now: float)
         ratios.append(tier.ratio)
         low = cap
     return Slot(bucket, asset, rule.bid_rate, np.array(lows), np.array(widths), np.array(ratios), now,
-                usd_tiers=rule.tier_unit == "usd" and len(rule.tiers) > 1)
+                usd_tiers=rule.tier_unit == "usd" and len(rule.tiers) > 1,
+                liability_rate=rule.ask_rate * rule.liability_weight)
 
 
 def _isolated_need(cb: CompiledBook, p: int, distance: float, unit: UnitMargins | None) -> float:

@@ -109,3 +109,19 @@ def test_an_empty_account_with_nothing_it_accepts_does_not_crash(books: Books) -
     for measure in ("es", "worst"):
         result = optimize(loaded, _policy(risk_model={"measure": measure}), _scenarios(("BTC", "ETH")))
         assert result.document["status"] == "optimal"
+
+
+@pytest.mark.parametrize("usdt", [{"bid_rate": 0.9801, "ask_rate": 0.99495},
+                                  {"tiers": [{"cap": 20_000, "ratio": 1.0}, {"cap": None, "ratio": 0.95}]}])
+def test_unrealized_pnl_goes_through_the_settle_assets_haircut(books: Books, usdt: dict) -> None:
+    # Binance Multi-Assets style bid/ask rates, or USD haircut tiers, on the settle asset: the venue values
+    # balance + uPnL together, so the optimizer must too (else the exact re-check refuses the recommendation)
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT)}, {"USDT": usdt})
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "USDT": 1.0}, "wallet": {"USDT": 1e6},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 100_000}, [
+               {"symbol": "BTCUSDT", "qty": 10, "entry_price": 49_700, "pinned": True}])}}}}
+    loaded = books.load(raw, {"r.yaml": rules})
+    for sd in (0.0, 0.05):
+        result = optimize(loaded, _policy(cross={"buffer": 1.0}), _scenarios(sd=sd))
+        after = result.document["after"]["accounts"][0]
+        assert after["equity"] == pytest.approx(after["net_portfolio_margin"], rel=1e-6)  # the buffer binds exactly
