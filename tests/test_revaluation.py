@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from risk_models.compiled import CompiledBook, compile_book
-from risk_models.loading import load_book
+from risk_models.loading import LoadedBook, load_book
 from risk_models.revaluation import book_factors, revalue
+from risk_models.schema import Book
 from risk_models.venue_margin import evaluate
 from tests.conftest import Books, linear, rules_dict
 
@@ -21,27 +22,39 @@ BRACKETS = [{"cap": 50_000, "mmr": 0.004, "max_leverage": 125}, {"cap": 250_000,
             {"cap": 1_000_000, "mmr": 0.01, "max_leverage": 50}, {"cap": None, "mmr": 0.025, "max_leverage": 20}]
 
 
-def _shocked(cb: CompiledBook, growth: np.ndarray) -> CompiledBook:
-    """The same book with every USD price × growth and every mark moved with its factor."""
+def _shocked(cb: CompiledBook, growth: np.ndarray, loaded: LoadedBook | None = None) -> CompiledBook:
+    """The same book with every USD price × growth and every mark moved with its factor.  With ``loaded``, the
+    shocked book is rebuilt and recompiled from scratch (portfolio-margin units depend on the marks)."""
     x = book_factors(cb).values(growth[:, None])[:, 0]
     marks = cb.positions.mark * x[book_factors(cb).of_position]
-    return replace(cb, prices=cb.prices * growth, positions=replace(cb.positions, mark=marks))
+    if loaded is None:
+        return replace(cb, prices=cb.prices * growth, positions=replace(cb.positions, mark=marks))
+    raw = loaded.book.model_dump()
+    raw["prices"] = {a: float(p * growth[cb.assets.index(a)]) for a, p in raw["prices"].items()}
+    row = 0
+    for venue in raw["venues"].values():
+        for account in venue["accounts"].values():
+            for pos in account["positions"]:
+                pos["mark_price"] = float(marks[row])
+                row += 1
+    return compile_book(LoadedBook(loaded.file, Book.model_validate(raw), loaded.rules))
 
 
-def _check(cb: CompiledBook, growth: np.ndarray) -> None:
+def _check(cb: CompiledBook, growth: np.ndarray, loaded: LoadedBook | None = None) -> None:
     rv = revalue(cb, growth)
     for s in range(growth.shape[1]):
-        direct = evaluate(_shocked(cb, growth[:, s]))
+        direct = evaluate(_shocked(cb, growth[:, s], loaded))
         scale = np.abs(direct.equity) + direct.maintenance + 1.0
         np.testing.assert_allclose(rv.equity[:, s], direct.equity, rtol=0, atol=1e-9 * scale.max())
         np.testing.assert_allclose(rv.maintenance[:, s], direct.maintenance, rtol=0, atol=1e-9 * scale.max())
 
 
 def test_example_book_matches_direct_evaluation() -> None:
-    cb = compile_book(load_book(EXAMPLE))
+    loaded = load_book(EXAMPLE)
+    cb = compile_book(loaded)
     rng = np.random.default_rng(1)
     growth = np.exp(rng.normal(0, 0.3, (len(cb.assets), 25)))
-    _check(cb, growth)
+    _check(cb, growth, loaded)
 
 
 @settings(max_examples=40, deadline=None)
