@@ -106,10 +106,12 @@ def test_bad_trades_file_is_exit_2(tmp_path: Path) -> None:
     assert code == 2 and "line 2" in text and "binance/nosuch" in text
 
 
-def test_sweep_capital_grows_with_the_buffer() -> None:
+def test_sweep_cost_grows_with_the_buffer() -> None:
     code, text = _run("sweep", str(EXAMPLE / "book.yaml"), "--policy", str(EXAMPLE / "policy.yaml"),
                       "--param", "buffer", "--values", "1,2", "--json")
     assert code == 0, text
     rows = json.loads(text)["rows"]
     assert [r["value"] for r in rows] == [1.0, 2.0]
-    assert rows[1]["locked"] >= rows[0]["locked"]
+    # a larger buffer shrinks the feasible set: the least cost cannot fall (locked value may, under carry_cost,
+    # when zero-yield collateral replaces stablecoins)
+    assert rows[1]["objective_value"] >= rows[0]["objective_value"] - 1e-6
