@@ -19,6 +19,26 @@ from .problem import ProblemData, concave_pieces
 
 
 @dataclass
+class Knobs:
+    """Policy numbers as cvxpy Parameters, so that a sweep re-solves the compiled problem instead of rebuilding it."""
+
+    buffer: cp.Parameter  # k
+    tail: cp.Parameter  # 1 / (1 − α)
+    yields: cp.Parameter  # (n_slots,) annual yield of each slot's asset × carry horizon in years
+    iso_need: cp.Parameter  # (P,) scaled USD of isolated margin each position needs
+
+    @classmethod
+    def of(cls, data: ProblemData) -> Knobs:
+        horizon = data.policy.carry_horizon_days / 365.0
+        yields = np.array([data.policy.yields.get(data.assets[s.asset], 0.0) * horizon for s in data.slots])
+        needs = np.array([p.iso_need if math.isfinite(p.iso_need) else 0.0 for p in data.positions])
+        return cls(cp.Parameter(nonneg=True, value=data.buffer, name="buffer"),
+                   cp.Parameter(nonneg=True, value=1.0 / (1.0 - data.alpha), name="tail"),
+                   cp.Parameter(len(data.slots), value=yields, name="yields"),
+                   cp.Parameter(len(data.positions), nonneg=True, value=needs, name="isolated need"))
+
+
+@dataclass
 class Decision:
     """The shared variables and the affine expressions built from them."""
 
@@ -31,6 +51,7 @@ class Decision:
     mode: dict[tuple[str, str], cp.Variable]  # account → boolean: 1 = may isolate (Multi-Assets off)
     isolated: cp.Expression  # (P,) 1 = isolated, constants for fixed positions
     haircut_value: cp.Expression  # (n_slots,)
+    knobs: Knobs
     slot_of_slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
@@ -58,7 +79,7 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
     return Decision(cp.Variable(n_slots, nonneg=True, name="value"), slices,
                     cp.Variable(len(data.assets), nonneg=True, name="wallet"),
                     cp.Variable(n_slots, nonneg=True, name="inflow"), cp.Variable(n_slots, nonneg=True, name="outflow"),
-                    free, mode, isolated, to_slot @ slices, slot_of_slice)
+                    free, mode, isolated, to_slot @ slices, Knobs.of(data), slot_of_slice)
 
 
 @dataclass
@@ -213,10 +234,11 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     # buffer survival: equity >= rho_s(L_s + k MM_s), collateral repriced with the positions in every scenario
     r = data.returns
     mm_s = bucket.extra_mm_path if bucket.extra_mm_path is not None else np.full(r.shape[0], bucket.extra_mm)
-    scen = pool.loss + data.buffer * mm_s
+    k = x.knobs.buffer
+    scen = pool.loss + k * mm_s
     if pos:
         mms = data.mm_path[[data.positions[i].index for i in pos]].T  # (S, n)
-        scen = scen + data.buffer * (mms.sum(axis=1) - mms @ x.isolated[pos])
+        scen = scen + k * (mms.sum(axis=1) - mms @ x.isolated[pos])
     cover = data.cover
     counted = scen if np.all(cover == 1) else sparse.diags(cover) @ scen
     if data.units:  # scanning risk: the worst counted term of each risk unit, summed over units
@@ -229,7 +251,7 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     else:
         t = cp.Variable(name=f"var {bucket.label}")
         u = cp.Variable(r.shape[0], nonneg=True, name=f"excess {bucket.label}")
-        cons = [u >= counted - t, equity >= t + (data.probabilities / (1.0 - data.alpha)) @ u]
+        cons = [u >= counted - t, equity >= t + x.knobs.tail * (data.probabilities @ u)]
     out.append(Term(f"buffer {bucket.label}", "buffer", cons))
     # concentration of one non-settle asset in the pool's raw collateral value
     total = cp.sum(x.value[slots]) if slots else 0.0
@@ -254,7 +276,7 @@ def _isolated_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     if not math.isfinite(ps.iso_need):
         return [Term(f"isolated {bucket.label}", "isolated", [x.isolated[j] == 0])]
     return [Term(f"isolated margin {bucket.label}", "isolated",
-                 [x.value[slot] >= ps.iso_need * x.isolated[j], x.value[slot] <= cap * x.isolated[j]])]
+                 [x.value[slot] >= x.knobs.iso_need[j] * x.isolated[j], x.value[slot] <= cap * x.isolated[j]])]
 
 
 def _cap_terms(data: ProblemData, x: Decision) -> list[Term]:
@@ -288,11 +310,9 @@ def _exclusive_terms(data: ProblemData, x: Decision) -> list[Term]:
 def objective(data: ProblemData, x: Decision) -> tuple[cp.Expression, dict[str, cp.Expression]]:
     """The policy's objective (scaled USD over the carry horizon) and its parts."""
     pol = data.policy
-    yields = np.array([pol.yields.get(data.assets[s.asset], 0.0) for s in data.slots])
-    horizon = pol.carry_horizon_days / 365.0
     locked = cp.sum(x.value)
     parts: dict[str, cp.Expression] = {
-        "carry": (yields * horizon) @ x.value,
+        "carry": x.knobs.yields @ x.value,
         "transfers": pol.transfer_cost_bps / 1e4 * (cp.sum(x.inflow) + cp.sum(x.outflow)),
     }
     switch = [(i, p) for i, p in enumerate(data.positions) if p.close_reopen and not p.fixed]

@@ -201,7 +201,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
                     upnl=float(state.terms.pnl_settle[i] * cb.prices[pa.settle[i]]) / scale,
                     mm=float(state.terms.mm_usd[i] * ask_factor[i]) / scale,
                     im=float(state.terms.im_usd[i] * ask_factor[i]) / scale,
-                    iso_need=_isolated_need(cb, i, d, _alone_unit(cb, loaded, venue_id, i)) / scale,
+                    iso_need=isolated_need(cb, i, d, alone_unit(cb, loaded, venue_id, i)) / scale,
                 ))
     loss = (paths.loss + k * paths.maintenance * ask_factor[:, None]) / scale
     r = scenarios.returns_of(assets, pegged)
@@ -216,7 +216,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     )
 
 
-def _alone_unit(cb: CompiledBook, loaded: LoadedBook, venue_id: str, p: int) -> UnitMargins | None:
+def alone_unit(cb: CompiledBook, loaded: LoadedBook, venue_id: str, p: int) -> UnitMargins | None:
     """The venue's portfolio margin of position p alone, when its venue has a margin model."""
     rules = loaded.rules[venue_id].rules
     if rules.margin_model is None:
@@ -250,7 +250,7 @@ def _slot(bucket: int, asset: int, rule, price: float, scale: float, now: float)
                 liability_rate=rule.ask_rate * rule.liability_weight)
 
 
-def _isolated_need(cb: CompiledBook, p: int, distance: float, unit: UnitMargins | None) -> float:
+def isolated_need(cb: CompiledBook, p: int, distance: float, unit: UnitMargins | None) -> float:
     """USD of isolated margin (settle asset at today's price) keeping equity >= MM from the mark down to
     mark × (1 − d) (long) or up to mark × (1 + d) (short); equity − MM is concave, so the two ends suffice.
     An isolated bucket values its margin at 100 % (ask 1); ``unit`` is the venue's portfolio margin of the

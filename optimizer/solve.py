@@ -111,6 +111,33 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6) -
     )
 
 
+class CompiledProblem:
+    """The MILP built once; policy numbers live in :class:`~optimizer.formulation.Knobs` Parameters, so that
+    re-solving after changing them reuses cvxpy's compiled problem (sweeps)."""
+
+    def __init__(self, data: ProblemData) -> None:
+        self.data = data
+        self.x = make_decision(data)
+        self.problem, self.terms, _, self.parts = _problem(data, self.x)
+
+    def solve(self, time_limit: float = 120.0, mip_gap: float = 1e-6) -> Solution | None:
+        """The MILP optimum at the current knob values (no duals), or None when infeasible."""
+        data, x = self.data, self.x
+        seconds = _run(self.problem, time_limit, mip_gap)
+        if self.problem.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
+            return None
+        if x.value.value is None:
+            raise SolverError(f"the solver returned no solution (status {self.problem.status})")
+        z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
+        return Solution(
+            status="optimal" if self.problem.status == "optimal" else self.problem.status,
+            objective=float(self.problem.value) * data.scale, isolated=z,
+            value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,
+            inflow=np.asarray(x.inflow.value) * data.scale, outflow=np.asarray(x.outflow.value) * data.scale,
+            parts={k: float(v.value) * data.scale for k, v in self.parts.items()}, mip_gap=_mip_gap(self.problem),
+            seconds=seconds)
+
+
 def _mode_value(x: Decision, acct: tuple[str, str]) -> float:
     return float(np.round(x.mode[acct].value))
 

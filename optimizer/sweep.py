@@ -1,17 +1,25 @@
-"""`pmopt sweep`: the recommendation as one policy number varies."""
+"""`pmopt sweep`: the recommendation as one policy number varies, re-solving one compiled problem."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
+from risk_models.compiled import compile_book
 from risk_models.errors import InputError
 from risk_models.loading import LoadedBook
 from risk_models.market_data import PriceHistory
-from risk_models.risk_model import build_scenarios
 from risk_models.scenarios import ScenarioSet
 from risk_models.schema.policy import Policy
+from risk_models.venue_margin import evaluate
 
-from .run import Infeasible, optimize
+from .problem import alone_unit, build_problem, isolated_need
+from .recheck import recheck
+from .recommendation import recommended_book
+from .run import Infeasible, carry, optimize
+from .solve import CompiledProblem
 
 PARAMS = ("buffer", "confidence", "liquidation_distance")
 
@@ -33,19 +41,39 @@ def with_value(policy: Policy, param: str, value: float) -> Policy:
 
 
 def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param: str, values: list[float],
-              history: PriceHistory) -> list[dict[str, Any]]:
-    """One optimization per value; an infeasible point reports its top-up instead of stopping the sweep."""
+              history: PriceHistory | None = None) -> list[dict[str, Any]]:
+    """One solve per value on one compiled problem; every point re-checked; an infeasible point reports the
+    smallest top-up (from a full elastic re-solve) instead of stopping the sweep."""
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy, scenarios)
+    compiled = CompiledProblem(data)
+    knobs = compiled.x.knobs
     rows = []
     for value in values:
         pol = with_value(policy, param, value)
-        if pol.risk_model != policy.risk_model:
-            scenarios = build_scenarios(pol.risk_model, sorted(loaded.book.prices), history, loaded.book.as_of,
-                                        pol.stress_scenarios)
-        try:
-            doc = optimize(loaded, pol, scenarios).document
-            rows.append({"value": value, "status": doc["status"], "objective_value": doc["objective_value"],
-                         "locked": doc["after"]["locked"], "free": doc["after"]["free"], "top_up": 0.0})
-        except Infeasible as exc:
-            rows.append({"value": value, "status": "infeasible", "objective_value": None, "locked": None,
-                         "free": None, "top_up": sum(t["value"] for t in exc.document["top_up"])})
+        if param == "buffer":
+            knobs.buffer.value = value
+        elif param == "confidence":
+            knobs.tail.value = 1.0 / (1.0 - value)
+        elif param == "liquidation_distance":
+            venue_of = [cb.position_keys[p.index][0] for p in data.positions]
+            needs = [isolated_need(cb, p.index, value, alone_unit(cb, loaded, v, p.index)) / data.scale
+                     for p, v in zip(data.positions, venue_of, strict=True)]
+            knobs.iso_need.value = np.array([n if math.isfinite(n) else 0.0 for n in needs])
+        else:  # yield:ASSET
+            horizon = pol.carry_horizon_days / 365.0
+            knobs.yields.value = np.array([pol.yields.get(data.assets[s.asset], 0.0) * horizon for s in data.slots])
+        sol = compiled.solve()
+        if sol is None:
+            try:
+                optimize(loaded, pol, scenarios)
+            except Infeasible as exc:
+                rows.append({"value": value, "status": "infeasible", "objective_value": None, "locked": None,
+                             "free": None, "top_up": sum(t["value"] for t in exc.document["top_up"])})
+                continue
+        book = recommended_book(data, loaded.book, sol)
+        recheck(loaded, book, pol, scenarios, data.scale)
+        locked, free = carry(loaded, book, pol)
+        rows.append({"value": value, "status": sol.status, "objective_value": sol.objective, "locked": locked,
+                     "free": free, "top_up": 0.0})
     return rows

@@ -125,3 +125,24 @@ def test_unrealized_pnl_goes_through_the_settle_assets_haircut(books: Books, usd
         result = optimize(loaded, _policy(cross={"buffer": 1.0}), _scenarios(sd=sd))
         after = result.document["after"]["accounts"][0]
         assert after["equity"] == pytest.approx(after["net_portfolio_margin"], rel=1e-6)  # the buffer binds exactly
+
+
+@pytest.mark.parametrize(("param", "values"), [("buffer", [1.0, 2.5]), ("confidence", [0.95, 0.995]),
+                                               ("yield:BTC", [0.0, 0.2]), ("liquidation_distance", [0.1, 0.4])])
+def test_sweep_on_the_compiled_problem_equals_fresh_solves(books: Books, param: str, values: list[float]) -> None:
+    from optimizer.sweep import run_sweep, with_value
+
+    rules = rules_dict({"BTCUSDT": linear("BTC", FLAT), "DOGEUSDT": linear("DOGE", FLAT)}, {"USDT": {}, "BTC": {}})
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "DOGE": 0.1, "USDT": 1.0}, "wallet": {"USDT": 5e5, "BTC": 5},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 50_000}, [
+               {"symbol": "BTCUSDT", "qty": -2, "entry_price": 50_000},
+               {"symbol": "DOGEUSDT", "qty": 1e6, "entry_price": 0.1}])}}}}
+    loaded = books.load(raw, {"r.yaml": rules})
+    rng = np.random.default_rng(2)
+    r = np.stack([rng.normal(0, 0.04, 300), rng.uniform(-0.5, 0.5, 300)], axis=1)
+    sc = ScenarioSet(("BTC", "DOGE"), r, tuple(f"s{i}" for i in range(300)), "test")
+    pol = _policy()
+    rows = run_sweep(loaded, pol, sc, param, values)
+    for row, value in zip(rows, values, strict=True):
+        fresh = optimize(loaded, with_value(pol, param, value), sc).document
+        assert row["objective_value"] == pytest.approx(fresh["objective_value"], rel=1e-6, abs=1e-9)
