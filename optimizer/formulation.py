@@ -53,6 +53,7 @@ class Decision:
     haircut_value: cp.Expression  # (n_slots,)
     knobs: Knobs
     slot_of_slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    extra: list[cp.Constraint] = field(default_factory=list)  # definitions of auxiliary variables
 
 
 def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | None = None) -> Decision:
@@ -131,6 +132,7 @@ def build_terms(data: ProblemData, x: Decision) -> list[Term]:
             terms.extend(_isolated_terms(data, x, b))
     terms.extend(_cap_terms(data, x))
     terms.extend(_exclusive_terms(data, x))
+    terms.append(Term("factor exposures", "definition", x.extra))
     return terms
 
 
@@ -185,9 +187,8 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         loss = loss + x.haircut_value[i] - shocked
     if rest_pos:
         upnl = np.array([data.positions[p].upnl for p in rest_pos])
-        pnl_loss = _pnl_loss(data, rest_pos)  # (S, n)
         equity = equity + upnl.sum() - upnl @ x.isolated[rest_pos]
-        loss = loss + pnl_loss.sum(axis=1) - pnl_loss @ x.isolated[rest_pos]
+        loss = loss + position_sum(data, x, rest_pos, data.pnl_affine, _pnl_loss(data, rest_pos), f"pnl {b}")
     for i in folded:
         slot = data.slots[i]
         mine = [p for p in fold_pos if data.positions[p].settle == slot.asset]
@@ -209,6 +210,34 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         equity = equity + value_now
         loss = loss + value_now - value_s
     return _Pool(equity, loss, cons)
+
+
+def position_sum(data: ProblemData, x: Decision, pos: list[int], affine: np.ndarray | None, columns: np.ndarray,
+                 name: str) -> cp.Expression:
+    """Σ_p columns[:, p] · (1 − z_p) over the cross positions ``pos``, (S,).
+
+    Directly this is an S × N matrix times the mode variables.  Positions whose column is affine in their price
+    factor, α + β·x_f, are aggregated per factor: an auxiliary exposure e_f = Σ_p β_p (1 − z_p) and S × F rows,
+    the same value exactly, far fewer non-zeros.
+    """
+    cross = 1 - x.isolated[pos]
+    if not data.aggregate or affine is None:
+        return columns @ cross
+    rows = np.array([data.positions[p].index for p in pos])
+    fit = affine[rows]
+    ok = ~np.isnan(fit[:, 0])
+    out = 0.0
+    if (~ok).any():
+        out = columns[:, ~ok] @ cross[np.nonzero(~ok)[0]]
+    if ok.any():
+        idx = np.nonzero(ok)[0]
+        fac = data.position_factor[rows[idx]]
+        used, local = np.unique(fac, return_inverse=True)
+        exposure = cp.Variable(len(used), name=f"factor exposure {name}")
+        beta = sparse.csr_array((fit[idx, 1], (local.ravel(), np.arange(len(idx)))), shape=(len(used), len(idx)))
+        x.extra.append(exposure == beta @ cross[idx])
+        out = out + fit[idx, 0] @ cross[idx] + data.factor_values[used].T @ exposure
+    return out
 
 
 def _pnl_loss(data: ProblemData, pos: list[int]) -> np.ndarray:
@@ -238,7 +267,7 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     scen = pool.loss + k * mm_s
     if pos:
         mms = data.mm_path[[data.positions[i].index for i in pos]].T  # (S, n)
-        scen = scen + k * (mms.sum(axis=1) - mms @ x.isolated[pos])
+        scen = scen + k * position_sum(data, x, pos, data.mm_affine, mms, f"mm {b}")
     cover = data.cover
     counted = scen if np.all(cover == 1) else sparse.diags(cover) @ scen
     if data.units:  # scanning risk: the worst counted term of each risk unit, summed over units

@@ -14,7 +14,7 @@ import numpy as np
 
 from risk_models.compiled import CompiledBook
 from risk_models.loading import LoadedBook
-from risk_models.revaluation import position_scenarios
+from risk_models.revaluation import book_factors, position_scenarios
 from risk_models.scenarios import ScenarioSet
 from risk_models.schema.policy import Policy
 from risk_models.unit_margin import UnitMargins, UnitMember, build_units
@@ -111,6 +111,11 @@ class ProblemData:
     multi_asset_exclusive: dict[tuple[str, str], bool] = field(default_factory=dict)
     total_capital: float = 0.0  # scaled USD (raw, everything)
     units: dict[str, tuple[int, int]] | None = None  # grid sets: risk unit → scenario range (per-unit worst)
+    factor_values: np.ndarray | None = None  # (F, S) price factor of every scenario (x = 1 + r, see revaluation)
+    position_factor: np.ndarray | None = None  # (P,) factor of each compiled position
+    pnl_affine: np.ndarray | None = None  # (P, 2) α, β with PnL loss = α + β·x (nan: not affine over the set)
+    mm_affine: np.ndarray | None = None  # (P, 2) the same for the scenario maintenance margin
+    aggregate: bool = True  # scenario rows over factors (S × F) instead of positions (S × N)
 
 
 def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, policy: Policy,
@@ -204,16 +209,43 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
                     iso_need=isolated_need(cb, i, d, alone_unit(cb, loaded, venue_id, i)) / scale,
                 ))
     loss = (paths.loss + k * paths.maintenance * ask_factor[:, None]) / scale
+    mm_path = paths.maintenance * ask_factor[:, None] / scale
+    factors = book_factors(cb)
+    x = factors.values(growth)
+    xp = x[factors.of_position]
     r = scenarios.returns_of(assets, pegged)
     return ProblemData(
         scale=scale, assets=assets, prices=prices, holdings=holdings, wallet_now=wallet_now, buckets=buckets,
         slots=slots, positions=positions, returns=r, probabilities=scenarios.probabilities,
-        cover=scenarios.coverage, loss=loss, mm_path=paths.maintenance * ask_factor[:, None] / scale,
+        cover=scenarios.coverage, loss=loss, mm_path=mm_path,
         measure="worst" if scenarios.meta.get("units") else policy.risk_model.measure,
-        units=scenarios.meta.get("units") or None,
+        units=scenarios.meta.get("units") or None, factor_values=x, position_factor=factors.of_position,
+        pnl_affine=affine_fit(loss - k * mm_path, xp), mm_affine=affine_fit(mm_path, xp),
         alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
         multi_asset_exclusive=exclusive, total_capital=float(holdings.sum()),
     )
+
+
+def affine_fit(values: np.ndarray, x: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """Per row, (α, β) with values = α + β·x exactly (to ``tol`` of the row's scale), else (nan, nan).
+
+    Most positions' PnL and maintenance margin are affine in their factor over a whole scenario set (no tier
+    changes within the moves): the optimizer then needs one scenario row per factor, not per position.
+    """
+    out = np.full((values.shape[0], 2), np.nan)
+    if values.shape[1] == 0:
+        return out
+    xm = x.mean(axis=1, keepdims=True)
+    dx = x - xm
+    var = (dx * dx).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = np.where(var > 0, (dx * (values - values.mean(axis=1, keepdims=True))).sum(axis=1) / var, 0.0)
+    alpha = values.mean(axis=1) - beta * xm[:, 0]
+    resid = np.abs(values - alpha[:, None] - beta[:, None] * x).max(axis=1)
+    scale = np.abs(values).max(axis=1) + np.abs(beta) * np.abs(x).max(axis=1) + 1e-300
+    ok = resid <= tol * scale
+    out[ok, 0], out[ok, 1] = alpha[ok], beta[ok]
+    return out
 
 
 def alone_unit(cb: CompiledBook, loaded: LoadedBook, venue_id: str, p: int) -> UnitMargins | None:

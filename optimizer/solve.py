@@ -153,7 +153,7 @@ def _bindings(terms: list[Term]) -> list[Binding]:
     """Scalar requirement constraints with a non-zero dual (the ones that shape the answer)."""
     out = []
     for term in terms:
-        if term.kind in ("conservation", "transfers", "haircut"):
+        if term.kind in ("conservation", "transfers", "haircut", "definition"):
             continue
         for con in term.constraints:
             dual = con.dual_value

@@ -8,6 +8,8 @@ from functools import cached_property
 
 import numpy as np
 
+from ..errors import RiskModelError
+
 
 @dataclass(frozen=True)
 class ScenarioSet:
@@ -69,7 +71,8 @@ class ScenarioSet:
         index = {a: i for i, a in enumerate(self.assets)}
         missing = [a for a in assets if a not in index and a not in pegged]
         if missing:
-            raise KeyError(f"no scenario returns for {', '.join(missing)}")
+            raise RiskModelError(f"the scenario set has no returns for {', '.join(missing)}",
+                                 "include every asset of the book (only pegged assets may be absent)")
         rows = np.array([index.get(a, -1) for a in assets], dtype=int)
         out = self._growth_t[np.maximum(rows, 0)]
         out[rows < 0] = 1.0
