@@ -146,3 +146,30 @@ def test_sweep_on_the_compiled_problem_equals_fresh_solves(books: Books, param: 
     for row, value in zip(rows, values, strict=True):
         fresh = optimize(loaded, with_value(pol, param, value), sc).document
         assert row["objective_value"] == pytest.approx(fresh["objective_value"], rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_factor_aggregation_equals_the_direct_formulation(books: Books, seed: int) -> None:
+    from dataclasses import replace
+
+    from optimizer.problem import build_problem
+    from optimizer.solve import solve
+    from risk_models.venue_margin import evaluate
+
+    rng = np.random.default_rng(seed)
+    tiers = [{"cap": 20_000, "mmr": 0.01, "max_leverage": 50}, {"cap": None, "mmr": 0.05, "max_leverage": 10}]
+    rules = rules_dict({"BTCUSDT": linear("BTC", tiers), "BTCUSDT_Q": linear("BTC", tiers),
+                        "DOGEUSDT": linear("DOGE", tiers)}, {"USDT": {}, "BTC": {}})
+    positions = [{"symbol": s, "qty": float(rng.choice([-1, 1]) * rng.uniform(5e3, 6e4) / p), "entry_price": p}
+                 for s, p in (("BTCUSDT", 50_000.0), ("BTCUSDT_Q", 50_000.0), ("DOGEUSDT", 0.1))]
+    raw = {"version": 1, "prices": {"BTC": 50_000.0, "DOGE": 0.1, "USDT": 1.0}, "wallet": {"USDT": 5e5, "BTC": 3},
+           "venues": {"v": {"rules": "r.yaml", "accounts": {"a": _account({"USDT": 40_000}, positions)}}}}
+    loaded = books.load(raw, {"r.yaml": rules})
+    r = np.stack([rng.normal(0, 0.05, 400), rng.uniform(-0.6, 0.6, 400)], axis=1)
+    sc = ScenarioSet(("BTC", "DOGE"), np.clip(r, -0.9, None), tuple(f"s{i}" for i in range(400)), "test")
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), _policy(), sc)
+    assert (~np.isnan(data.pnl_affine[:, 0])).all()  # linear PnL is affine in its factor: aggregated rows used
+    a, d = solve(data), solve(replace(data, aggregate=False))
+    assert a.objective == pytest.approx(d.objective, rel=1e-6)
+    np.testing.assert_array_equal(a.isolated, d.isolated)
