@@ -12,6 +12,16 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from .common import Strict
 
 
+def _caps_ascending(caps: list[float | None], what: str) -> None:
+    """Caps strictly ascending; only the last may be null (unbounded)."""
+    for i, cap in enumerate(caps[:-1]):
+        if cap is None:
+            raise ValueError(f"{what} {i}: only the last {what} may have cap null")
+        nxt = caps[i + 1]
+        if nxt is not None and nxt <= cap:
+            raise ValueError(f"{what}s are not ascending: cap {nxt:g} ({what} {i + 1}) <= cap {cap:g} ({what} {i})")
+
+
 class Bracket(Strict):
     """One maintenance tier: notional up to ``cap`` (settle units; None = unbounded) at rate ``mmr``."""
 
@@ -66,14 +76,9 @@ class Contract(Strict):
     @field_validator("brackets")
     @classmethod
     def _ascending(cls, brackets: list[Bracket]) -> list[Bracket]:
+        _caps_ascending([b.cap for b in brackets], "bracket")
         for i, b in enumerate(brackets[:-1]):
-            if b.cap is None:
-                raise ValueError(f"bracket {i}: only the last bracket may have cap null")
             nxt = brackets[i + 1]
-            if nxt.cap is not None and nxt.cap <= b.cap:
-                raise ValueError(
-                    f"brackets are not ascending: cap {nxt.cap:g} (bracket {i + 1}) <= cap {b.cap:g} (bracket {i})"
-                )
             if nxt.mmr < b.mmr:
                 raise ValueError(
                     f"brackets are not ascending: mmr {nxt.mmr:g} (bracket {i + 1}) < mmr {b.mmr:g} (bracket {i})"
@@ -132,12 +137,9 @@ class CollateralRule(Strict):
     @field_validator("tiers")
     @classmethod
     def _tiers_ascending(cls, tiers: list[HaircutTier]) -> list[HaircutTier]:
+        _caps_ascending([t.cap for t in tiers], "tier")
         for i, t in enumerate(tiers[:-1]):
-            if t.cap is None:
-                raise ValueError(f"tier {i}: only the last tier may have cap null")
             nxt = tiers[i + 1]
-            if nxt.cap is not None and nxt.cap <= t.cap:
-                raise ValueError(f"tiers are not ascending: cap {nxt.cap:g} (tier {i + 1}) <= cap {t.cap:g}")
             if nxt.ratio > t.ratio:
                 raise ValueError(f"tier ratios must not increase: {nxt.ratio:g} (tier {i + 1}) > {t.ratio:g}")
         return tiers
