@@ -226,6 +226,8 @@ def position_sum(data: ProblemData, x: Decision, pos: list[int], affine: np.ndar
     rows = np.array([data.positions[p].index for p in pos])
     fit = affine[rows]
     ok = ~np.isnan(fit[:, 0])
+    if len(np.unique(data.position_factor[rows[ok]])) >= ok.sum():  # one position per factor: nothing to gain
+        return columns @ cross
     out = 0.0
     if (~ok).any():
         out = columns[:, ~ok] @ cross[np.nonzero(~ok)[0]]
