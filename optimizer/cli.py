@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -54,10 +55,7 @@ def margin(book: Path, as_json: bool) -> None:
     from risk_models.margin_report import margin_report
 
     report = margin_report(load_book(book))
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
-    else:
-        print_margin_table(report)
+    _emit(report.to_dict(), as_json, lambda: print_margin_table(report))
 
 
 @main.command()
@@ -116,10 +114,7 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
     rails = GuardRails(offset_cap, apc_buffer, read_adv(adv) if adv else None, liquidity_coefficient)
     report = risk_report(loaded.file, cb, state, scenarios, RiskMeasure(spec.measure, spec.confidence), k,
                          tuple(spec.pegged), model_kind=spec.kind, guard_rails=rails)
-    if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, allow_nan=False))
-    else:
-        print_risk_tables(report)
+    _emit(report.to_dict(), as_json, lambda: print_risk_tables(report))
 
 
 @main.command()
@@ -168,16 +163,13 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
         result = run_optimize(loaded, pol, scenarios, time_limit=time_limit)
     except Infeasible as exc:
         if as_json:
-            click.echo(json.dumps(exc.document, indent=2, allow_nan=False))
+            _emit(exc.document, True, lambda: None)
         raise
     if write_book:
         write_yaml(result.book.model_dump(exclude_none=True), write_book)
     if csv_out:
         _write_allocations_csv(result.document["allocations"], csv_out)
-    if as_json:
-        click.echo(json.dumps(result.document, indent=2, allow_nan=False))
-    else:
-        print_recommendation(result.document)
+    _emit(result.document, as_json, lambda: print_recommendation(result.document))
 
 
 @main.command()
@@ -215,10 +207,15 @@ def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None
     scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
                                 str(policy))
     rows = run_sweep(loaded, pol, scenarios, param, points, history)
+    _emit({"version": 1, "param": param, "rows": rows}, as_json, lambda: print_sweep(param, rows))
+
+
+def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:
+    """Print ``document`` as JSON (stdout, one document), or the human tables."""
     if as_json:
-        click.echo(json.dumps({"version": 1, "param": param, "rows": rows}, indent=2, allow_nan=False))
+        click.echo(json.dumps(document, indent=2, allow_nan=False))
     else:
-        print_sweep(param, rows)
+        render()
 
 
 def _write_allocations_csv(rows: list[dict], path: Path) -> None:
