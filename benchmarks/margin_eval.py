@@ -10,13 +10,10 @@ agree.  Writes the figures to benchmarks/results/margin_eval.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import statistics
-import time
-from pathlib import Path
 
 import numpy as np
+from bench_common import publish, timed
 
 from risk_models.compiled import CompiledBook, compile_book
 from risk_models.liquidation import liquidation_prices
@@ -153,15 +150,6 @@ def looped(cb: CompiledBook) -> np.ndarray:
     return out
 
 
-def _timeit(fn, repeat: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--accounts", type=int, default=100)
@@ -172,14 +160,14 @@ def main() -> None:
     args = ap.parse_args()
 
     loaded = synthetic_book(args.accounts, args.positions)
-    t_compile, cb = _timeit(lambda: compile_book(loaded), args.repeat)
-    t_margin, _ = _timeit(lambda: evaluate(cb), args.repeat)
-    t_all, (_eq, _mm, _im, liq) = _timeit(lambda: vectorized(cb), args.repeat)
+    t_compile, cb = timed(lambda: compile_book(loaded), args.repeat)
+    t_margin, _ = timed(lambda: evaluate(cb), args.repeat)
+    t_all, (_eq, _mm, _im, liq) = timed(lambda: vectorized(cb), args.repeat)
     n = len(cb.positions)
 
     sample = min(args.loop_sample, n)
     sub = _subset(cb, sample)
-    t_loop, liq_loop = _timeit(lambda: looped(sub), 1)
+    t_loop, liq_loop = timed(lambda: looped(sub), 1)
     t_loop_full = t_loop * n / sample
     liq_sub = liquidation_prices(sub, evaluate(sub))
     both = ~np.isnan(liq_sub) & ~np.isnan(liq_loop)
@@ -196,15 +184,10 @@ def main() -> None:
         ("loop and vectorized liquidation prices agree (rtol 1e-9)", str(agree)),
         ("positions without liquidation price", f"{int(np.isnan(liq).sum()):,}"),
     ]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "margin_eval.json").write_text(json.dumps({
+    publish("margin_eval", rows, {
         "positions": n, "accounts": args.accounts, "compile_s": t_compile, "margin_s": t_margin,
         "margin_and_liquidation_s": t_all, "loop_s_scaled": t_loop_full, "ratio": t_loop_full / t_all,
-        "agree": agree}, indent=2))
+        "agree": agree})
     if not agree:
         raise SystemExit("vectorized and loop liquidation prices disagree")
 

@@ -11,14 +11,11 @@ of each.  Writes benchmarks/results/risk_eval.json.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench_common import publish, timed
 
 from risk_models.compiled import CompiledBook, compile_book
 from risk_models.loading import LoadedBook, check_book, load_rules
@@ -106,16 +103,13 @@ def pandas_path(cb: CompiledBook, st: MarginState, sc: ScenarioSet) -> np.ndarra
 
 
 def measure(fn, repeat: int) -> tuple[float, float, object]:
-    times, result = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
+    """Median time (s), peak traced memory of one more call (MiB), and the result."""
+    seconds, result = timed(fn, repeat)
     tracemalloc.start()
     fn()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return statistics.median(times), peak / 2**20, result
+    return seconds, peak / 2**20, result
 
 
 def main() -> None:
@@ -135,14 +129,9 @@ def main() -> None:
             ("ES margin, numpy path", f"{t_np * 1e3:.1f} ms"), ("ES margin, pandas baseline", f"{t_pd * 1e3:.1f} ms"),
             ("ratio pandas / numpy", f"{t_pd / t_np:.1f}×"), ("peak memory numpy path", f"{mem_np:.1f} MiB"),
             ("peak memory pandas baseline", f"{mem_pd:.1f} MiB"), ("results agree (rtol 1e-9)", str(agree))]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "risk_eval.json").write_text(json.dumps({
+    publish("risk_eval", rows, {
         "positions": len(cb.positions), "scenarios": sc.n_scenarios, "numpy_s": t_np, "pandas_s": t_pd,
-        "ratio": t_pd / t_np, "numpy_peak_mib": mem_np, "pandas_peak_mib": mem_pd, "agree": agree}, indent=2))
+        "ratio": t_pd / t_np, "numpy_peak_mib": mem_np, "pandas_peak_mib": mem_pd, "agree": agree})
     if not agree:
         raise SystemExit("numpy and pandas results disagree")
 

@@ -206,7 +206,7 @@ def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None
     cb = compile_book(loaded)
     scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
                                 str(policy))
-    rows = run_sweep(loaded, pol, scenarios, param, points, history)
+    rows = run_sweep(loaded, pol, scenarios, param, points)
     _emit({"version": 1, "param": param, "rows": rows}, as_json, lambda: print_sweep(param, rows))
 
 

@@ -31,7 +31,7 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
     """
     dust = DUST * data.scale
     raw = book.model_dump()
-    totals = _unit_totals(book, data)
+    totals = _unit_totals(data)
     allocated = dict.fromkeys(data.assets, 0.0)
     iso_margin: dict[int, float] = {}
     iso_asset: dict[int, str] = {}
@@ -82,7 +82,7 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
     return Book.model_validate(raw)
 
 
-def _unit_totals(book: Book, data: ProblemData) -> dict[str, float]:
+def _unit_totals(data: ProblemData) -> dict[str, float]:
     return {a: float(data.holdings[i] * data.scale / data.prices[i]) for i, a in enumerate(data.assets)}
 
 

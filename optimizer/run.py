@@ -56,7 +56,7 @@ def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_li
     return Result(_document(data, sol, policy, before, after, loaded), book, data, sol)
 
 
-def carry(loaded: LoadedBook, book: Book, policy: Policy) -> tuple[float, float]:
+def carry(loaded: LoadedBook, book: Book) -> tuple[float, float]:
     """(locked, free) raw USD: positive holdings on venues, and in the wallet."""
     free = sum(max(v, 0.0) * book.prices[a] for a, v in book.wallet.items())
     return on_venues(loaded, book), free
@@ -108,8 +108,8 @@ def _accounts(checked: Checked) -> list[dict[str, Any]]:
 def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked, after: Checked,
               loaded: LoadedBook) -> dict[str, Any]:
     book_after = after.loaded.book
-    locked_b, free_b = carry(loaded, loaded.book, policy)
-    locked_a, free_a = carry(loaded, book_after, policy)
+    locked_b, free_b = carry(loaded, loaded.book)
+    locked_a, free_a = carry(loaded, book_after)
     carry_b, carry_a = _carry_cost(loaded, loaded.book, policy), _carry_cost(loaded, book_after, policy)
     modes, trades = mode_changes(data, sol, after.compiled.position_keys)
     allocations = []

@@ -10,7 +10,6 @@ import numpy as np
 from risk_models.compiled import compile_book
 from risk_models.errors import InputError
 from risk_models.loading import LoadedBook
-from risk_models.market_data import PriceHistory
 from risk_models.scenarios import ScenarioSet
 from risk_models.schema.policy import Policy
 from risk_models.venue_margin import evaluate
@@ -40,8 +39,8 @@ def with_value(policy: Policy, param: str, value: float) -> Policy:
     return Policy.model_validate(data)
 
 
-def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param: str, values: list[float],
-              history: PriceHistory | None = None) -> list[dict[str, Any]]:
+def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param: str, values: list[float]
+              ) -> list[dict[str, Any]]:
     """One solve per value on one compiled problem; every point re-checked; an infeasible point reports the
     smallest top-up (from a full elastic re-solve) instead of stopping the sweep."""
     cb = compile_book(loaded)
@@ -73,7 +72,7 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
                 continue
         book = recommended_book(data, loaded.book, sol)
         recheck(loaded, book, pol, scenarios, data.scale)
-        locked, free = carry(loaded, book, pol)
+        locked, free = carry(loaded, book)
         rows.append({"value": value, "status": sol.status, "objective_value": sol.objective, "locked": locked,
                      "free": free, "top_up": 0.0})
     return rows

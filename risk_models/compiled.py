@@ -14,9 +14,8 @@ import numpy as np
 
 from .loading import LoadedBook, default_mark
 from .schema import CollateralRule, Contract
+from .schema.rules import PLAIN_COLLATERAL
 from .unit_margin import UnitMargins, UnitMember, build_units
-
-_PLAIN = CollateralRule()
 
 
 @dataclass(frozen=True)
@@ -174,12 +173,12 @@ def compile_book(loaded: LoadedBook) -> CompiledBook:
                     b = len(buckets)
                     buckets.append(BucketId(venue_id, account_id, p.symbol))
                     bucket_rules.append(vr.name)
-                    h = holding(b, c.settle, p.isolated_margin or 0.0, _PLAIN)
+                    h = holding(b, c.settle, p.isolated_margin or 0.0, PLAIN_COLLATERAL)
                     ask = 1.0
                     iso.append(p.isolated_margin or 0.0)
                 else:
                     b = cross
-                    rule = rules.collateral_rule(c.settle) or _PLAIN
+                    rule = rules.collateral_rule(c.settle) or PLAIN_COLLATERAL
                     h = holding(b, c.settle, 0.0, rule)
                     ask = rule.ask_rate
                     iso.append(math.nan)

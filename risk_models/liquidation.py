@@ -253,7 +253,7 @@ def liquidation_ratios(cb: CompiledBook, state: MarginState, groups: Groups | No
         fine = _bracket(groups.subset(under) if not under.all() else groups, GRID_DOWN, GRID_UP)
         for full, part in zip((a, fa, b, fb, active), fine, strict=True):
             full[under] = part
-    roots = _refine(groups, a, fa, b, fb, active, _tolerance(cb, state, groups))
+    roots = _refine(groups, a, fa, b, fb, active, _tolerance(state, groups))
     dist = np.where(np.isnan(roots), np.inf, np.abs(roots - 1.0))
     best = roots[np.arange(len(groups)), np.argmin(dist, axis=1)]
     return np.where(g0 == 0, 1.0, best)
@@ -270,7 +270,7 @@ def _bracket(groups: Groups, down: np.ndarray, up: np.ndarray) -> tuple[np.ndarr
     return tuple(np.stack([d, u], axis=1) for d, u in zip(below, above, strict=True))
 
 
-def _tolerance(cb: CompiledBook, state: MarginState, groups: Groups) -> np.ndarray:
+def _tolerance(state: MarginState, groups: Groups) -> np.ndarray:
     """|g| (USD) small enough to stop: 1e-13 of the group's gross exposure (so r* is exact to ~1e-13), but
     no less than the rounding noise of g itself (a few ulps of the bucket's equity and margin)."""
     exposure = groups.pos_to_group @ np.abs(state.terms.notional_usd[groups.pos_index])

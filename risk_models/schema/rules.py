@@ -217,7 +217,7 @@ class Rules(Strict):
         """The rule for ``asset``; settle assets of the venue's contracts are accepted at 100 % when not listed."""
         rule = self.collateral.get(asset)
         if rule is None and asset in self.settle_assets:
-            return _PLAIN
+            return PLAIN_COLLATERAL
         return rule
 
     @property
@@ -225,4 +225,5 @@ class Rules(Strict):
         return frozenset(c.settle for c in self.contracts.values())
 
 
-_PLAIN = CollateralRule()
+PLAIN_COLLATERAL = CollateralRule()
+"""Valued at 100 %, bid and ask 1: isolated margins, and settle assets a rule set does not list."""
