@@ -98,3 +98,85 @@ def test_risk_matrix_unit_equals_the_scalar_definition(delta: float) -> None:
     # constant in the price ratio for inverse contracts
     assert np.allclose(units.maintenance(np.array([[0.5, 1.0, 2.0]])), mm * price, rtol=1e-12)
     assert replace(units, const=units.const * 0).inner(np.ones(1))[0] >= 0
+
+
+# --- coin-margined ETH and LTC swaps (10 USD face value, settled in their coin) -----------------------------
+
+ETH_P, LTC_P = 2_500.0, 100.0
+
+
+def _coins() -> dict:
+    return {"ETH": ETH_P, "LTC": LTC_P, "USDT": 1.0}
+
+
+def test_eth_swap_short_hedging_its_coin_by_hand(books: Books) -> None:
+    # 40,000 ETH-USD-SWAP × 10 USD = 400,000 USD face short; an up move loses: MR1 12 %, MR6 24 % (counted in
+    # full) → MM = 0.24 × 400,000 = 96,000 USD = 38.4 ETH at 2,500; IM = 1.3 × MM.  160 ETH of collateral and a
+    # short entered at the mark: equity = 160 × 2,500 = 400,000 USD.
+    report = books.report(_book([{"symbol": "ETH-USD-SWAP", "qty": -40_000, "entry_price": ETH_P}], {"ETH": 160},
+                                _coins()))
+    acct = report.accounts[0]
+    pos = acct.positions[0]
+    assert (pos.settle, pos.notional) == ("ETH", pytest.approx(400_000, rel=1e-12))
+    assert pos.maintenance_margin == pytest.approx(96_000, rel=1e-12)
+    assert pos.maintenance_margin_settle == pytest.approx(38.4, rel=1e-12)
+    assert acct.maintenance_margin == pytest.approx(96_000, rel=1e-12)
+    assert acct.initial_margin == pytest.approx(124_800, rel=1e-12)
+    assert acct.equity == pytest.approx(400_000, rel=1e-12)
+
+
+def test_ltc_swap_uses_its_own_group(books: Books) -> None:
+    # LTC: MR1 ±6/12/18 %, MR6 ±36 %.  A long of 25,000 × 10 = 250,000 USD face loses on the way down:
+    # MM = 0.36 × 250,000 = 90,000 USD; with extreme_cover 0.4 (0.4 × 36 % = 14.4 % < 18 %) MR1 binds: 45,000
+    long = [{"symbol": "LTC-USD-SWAP", "qty": 25_000, "entry_price": LTC_P}]
+    report = books.report(_book(long, {"LTC": 3_000}, _coins()))
+    assert report.accounts[0].maintenance_margin == pytest.approx(90_000, rel=1e-12)
+    assert report.accounts[0].positions[0].maintenance_margin_settle == pytest.approx(900, rel=1e-12)
+    rules = load_rules("okx-pm").rules.model_dump(exclude_none=True)
+    rules["margin_model"]["extreme_cover"] = 0.4
+    report = books.report(_book(long, {"LTC": 3_000}, _coins(), rules="r.yaml"), {"r.yaml": rules})
+    assert report.accounts[0].maintenance_margin == pytest.approx(45_000, rel=1e-12)
+
+
+def test_eth_and_ltc_units_do_not_offset(books: Books) -> None:
+    # a short ETH swap and a long LTC swap sit in two risk units: 0.24 × 100,000 + 0.36 × 50,000 = 42,000 USD
+    positions = [{"symbol": "ETH-USD-SWAP", "qty": -10_000, "entry_price": ETH_P},
+                 {"symbol": "LTC-USD-SWAP", "qty": 5_000, "entry_price": LTC_P}]
+    report = books.report(_book(positions, {"USDT": 100_000}, _coins()))
+    assert report.accounts[0].maintenance_margin == pytest.approx(42_000, rel=1e-12)
+
+
+def test_under_hedged_coin_short_liquidation_by_hand(books: Books) -> None:
+    # C LTC against a short of face F entered at e: equity(p) = C·p + F·(1 − p/e), MM = 0.36·F at every price
+    # (inverse) ⇒ p* = 0.64·F / (F/e − C) = 0.64 × 250,000 / (2,000 − 1,000) = 160
+    c, f, e = 1_000.0, 250_000.0, 125.0
+    report = books.report(_book([{"symbol": "LTC-USD-SWAP", "qty": -f / 10, "entry_price": e}], {"LTC": c},
+                                _coins()))
+    pos = report.accounts[0].positions[0]
+    assert pos.unrealized_pnl == pytest.approx(f * (1 - LTC_P / e), rel=1e-12)  # 50,000 USD at 100
+    assert pos.liquidation_price == pytest.approx(0.64 * f / (f / e - c), rel=1e-10)
+    assert pos.liquidation_price == pytest.approx(160.0, rel=1e-10)
+
+
+def test_coin_swap_revaluation_equals_a_recompiled_shocked_book(books: Books) -> None:
+    # inverse requirement is constant in USD; equity moves with the unhedged coin only
+    positions = [{"symbol": "ETH-USD-SWAP", "qty": -30_000, "entry_price": ETH_P},
+                 {"symbol": "LTC-USD-SWAP", "qty": -10_000, "entry_price": LTC_P}]
+    collateral = {"ETH": 100.0, "LTC": 1_500.0, "USDT": 10_000.0}
+    cb = compile_book(books.load(_book(positions, collateral, _coins())))
+    growth = np.ones((len(cb.assets), 4))
+    growth[cb.assets.index("ETH")] = [0.7, 0.9, 1.1, 1.5]
+    growth[cb.assets.index("LTC")] = [1.4, 0.8, 1.0, 0.6]
+    rv = revalue(cb, growth)
+    np.testing.assert_allclose(rv.maintenance[0], 0.24 * 300_000 + 0.36 * 100_000, rtol=1e-12)
+    for s in range(4):
+        g_eth, g_ltc = float(growth[cb.assets.index("ETH"), s]), float(growth[cb.assets.index("LTC"), s])
+        shocked = books.load(_book([dict(positions[0], mark_price=ETH_P * g_eth),
+                                    dict(positions[1], mark_price=LTC_P * g_ltc)], collateral,
+                                   {"ETH": ETH_P * g_eth, "LTC": LTC_P * g_ltc, "USDT": 1.0}))
+        direct = evaluate(compile_book(shocked))
+        assert rv.equity[0, s] == pytest.approx(direct.equity[0], rel=1e-12)
+        # by hand: 100 ETH vs 120 ETH short, 1,500 LTC vs 1,000 LTC short, 10,000 USDT
+        by_hand = (10_000 + 100 * ETH_P * g_eth + 300_000 * (1 - g_eth)
+                   + 1_500 * LTC_P * g_ltc + 100_000 * (1 - g_ltc))
+        assert rv.equity[0, s] == pytest.approx(by_hand, rel=1e-12)

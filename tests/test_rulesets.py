@@ -182,7 +182,7 @@ def test_fixture_is_the_shared_reference_snapshot() -> None:
     assert FIXTURE.read_bytes() == shared.read_bytes()
 
 
-# --- Hyperliquid, dYdX, Deribit ------------------------------------------------------------------------
+# --- Hyperliquid, dYdX, Deribit, OKX -------------------------------------------------------------------
 
 
 def test_hyperliquid_mmr_is_half_the_initial_margin_at_max_leverage() -> None:
@@ -244,6 +244,28 @@ def test_deribit_risk_matrix_parameters() -> None:
     assert (eth.annualised_move_risk, eth.min_annualised_move, eth.pnl_offset) == (0.05, 0.005, 0.6)
     assert eth.extended_dampener == 200_000 and eth.buckets_count is None
 
+
+
+def test_okx_pm_contracts_and_coin_collateral() -> None:
+    rules = _rules("okx-pm-2025-01")
+    expected = {"BTC-USDT-SWAP": ("BTC", "USDT", "linear", 0.01), "BTC-USD-SWAP": ("BTC", "BTC", "inverse", 100),
+                "ETH-USD-SWAP": ("ETH", "ETH", "inverse", 10), "LTC-USD-SWAP": ("LTC", "LTC", "inverse", 10)}
+    assert {cid: (c.underlying, c.settle, c.kind, c.contract_size) for cid, c in rules.contracts.items()} == expected
+    assert all(not c.brackets for c in rules.contracts.values())  # the portfolio-margin model replaces brackets
+    # every coin of a coin-margined swap is accepted in the pool at 100 %
+    assert set(rules.collateral) == {"USDT", "BTC", "ETH", "LTC"}
+    for asset in ("BTC", "ETH", "LTC"):
+        assert [(t.cap, t.ratio) for t in rules.collateral[asset].tiers] == [(None, 1.0)]
+    model = rules.margin_model
+    assert model is not None and model.kind == "okx_pm"
+    eth, ltc = model.group("ETH"), model.group("LTC")
+    assert (eth.spot_moves, eth.extreme_move) == ([0.04, 0.08, 0.12], 0.24)
+    assert (ltc.spot_moves, ltc.extreme_move) == ([0.06, 0.12, 0.18], 0.36)
+    # face values: 1,500 ETH-USD-SWAP contracts are 15,000 USD, 0.24 × 15,000 = 3,600 USD of MR6 alone
+    assert 1_500 * rules.contracts["ETH-USD-SWAP"].contract_size * eth.extreme_move == pytest.approx(3_600)
+    assert 1_500 * rules.contracts["LTC-USD-SWAP"].contract_size * ltc.extreme_move == pytest.approx(5_400)
+    assert "ETH-USD-SWAP" in rules.source and "LTC-USD-SWAP" in rules.source
+    assert rules.not_covered is not None and "SOL-USD-SWAP is not shipped" in rules.not_covered
 
 # --- the converter -------------------------------------------------------------------------------------
 
