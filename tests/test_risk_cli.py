@@ -100,7 +100,7 @@ def test_user_price_history(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     prices = {a: p0 * np.exp(np.cumsum(rng.normal(0, 0.03, 200))) for a, p0 in
               [("BTC", 90_000), ("ETH", 2_700), ("SOL", 170), ("DOGE", 0.25), ("XRP", 2.7), ("BNB", 650),
-               ("LINK", 18)]}
+               ("LINK", 18), ("LTC", 128)]}
     csv = tmp_path / "prices.csv"
     pd.DataFrame(prices, index=days.rename("date")).to_csv(csv)
     book = EXAMPLE.read_text().replace('as_of: "2025-02-20T00:00:00Z"', 'as_of: "2024-07-18"')
@@ -126,7 +126,7 @@ def test_guard_rails_floor_and_buffer(tmp_path: Path, historical: dict) -> None:
 
 def test_liquidity_addon_by_hand(tmp_path: Path, historical: dict) -> None:
     adv = tmp_path / "adv.csv"
-    adv.write_text("asset,adv_usd\nBTC,3e10\nETH,1.5e10\nSOL,3e9\nDOGE,1e9\nXRP,2e9\nBNB,1e9\nLINK,5e8\n")
+    adv.write_text("asset,adv_usd\nBTC,3e10\nETH,1.5e10\nSOL,3e9\nDOGE,1e9\nXRP,2e9\nBNB,1e9\nLINK,5e8\nLTC,4e8\n")
     code, out = _run(str(EXAMPLE), "--adv", str(adv), "--liquidity-coefficient", "0.5", "--json")
     assert code == 0, out
     acct = json.loads(out)["accounts"][2]  # hyperliquid/vault: one cross position, SOL −6,000 at 172.71281
