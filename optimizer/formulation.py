@@ -54,6 +54,12 @@ class Decision:
     knobs: Knobs
     slot_of_slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     extra: list[cp.Constraint] = field(default_factory=list)  # definitions of auxiliary variables
+    borrow: cp.Variable | None = None  # (n_loans,) scaled USD of new loans at today's prices (data.loan_slots)
+    borrowed: cp.Expression | None = None  # (n_slots,) the same per slot, 0 where no loan may be taken
+
+    def net(self) -> cp.Expression:
+        """(n_slots,) scaled USD: what each slot holds, less the new loan taken there."""
+        return self.value if self.borrowed is None else self.value - self.borrowed
 
 
 def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | None = None) -> Decision:
@@ -77,10 +83,17 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
     integral = not relax and fixed_z is None
     mode = {acct: cp.Variable(boolean=integral, name=f"may_isolate {acct[0]}/{acct[1]}")
             for acct, exclusive in data.multi_asset_exclusive.items() if exclusive}
+    borrow = borrowed = None
+    if len(data.loan_slots):
+        borrow = cp.Variable(len(data.loan_slots), nonneg=True, name="borrow")
+        n_loans = len(data.loan_slots)
+        borrowed = sparse.csr_array((np.ones(n_loans), (data.loan_slots, np.arange(n_loans))),
+                                    shape=(n_slots, n_loans)) @ borrow
     return Decision(cp.Variable(n_slots, nonneg=True, name="value"), slices,
                     cp.Variable(len(data.assets), nonneg=True, name="wallet"),
                     cp.Variable(n_slots, nonneg=True, name="inflow"), cp.Variable(n_slots, nonneg=True, name="outflow"),
-                    free, mode, isolated, to_slot @ slices, Knobs.of(data), slot_of_slice)
+                    free, mode, isolated, to_slot @ slices, Knobs.of(data), slot_of_slice, borrow=borrow,
+                    borrowed=borrowed)
 
 
 @dataclass
@@ -102,11 +115,18 @@ def build_terms(data: ProblemData, x: Decision) -> list[Term]:
     n_assets = len(data.assets)
     slot_asset = np.array([s.asset for s in data.slots], dtype=int)
     slot_now = np.array([s.current for s in data.slots])
-    # conservation: nothing appears or vanishes
+    # conservation: nothing appears or vanishes; a new loan's proceeds are units of its asset like any other
+    # (the left side stays one expression: the elastic re-solve replaces the right side by holdings + top-up)
     by_asset = sparse.csr_array((np.ones(len(data.slots)), (slot_asset, np.arange(len(data.slots)))),
                                 shape=(n_assets, len(data.slots)))
-    terms.append(Term("conservation", "conservation", [by_asset @ x.value + x.wallet == data.holdings]))
-    terms.append(Term("transfers", "transfers", [x.value - slot_now == x.inflow - x.outflow]))
+    terms.append(Term("conservation", "conservation", [by_asset @ x.net() + x.wallet == data.holdings]))
+    # transfers move each slot's net balance: loan proceeds kept in place are no transfer, proceeds sent
+    # elsewhere leave the pool like any other withdrawal
+    terms.append(Term("transfers", "transfers", [x.net() - slot_now == x.inflow - x.outflow]))
+    for j, i in enumerate(data.loan_slots):  # a finite bound: no loan beyond any use (see LOAN_CAP_FACTOR)
+        slot = data.slots[i]
+        terms.append(Term(f"borrowing {data.buckets[slot.bucket].label} {data.assets[slot.asset]}", "loan_limit",
+                          [x.borrow[j] <= data.loan_cap]))
     # haircut slices: slice by slice, each no wider than its tier
     widths = np.concatenate([s.widths for s in data.slots]) if data.slots else np.zeros(0)
     bids = np.array([s.bid for s in data.slots])
@@ -152,7 +172,9 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
     Collateral slots valued at 100 % on both sides take the positions' unrealized PnL outside the haircut.  A
     settle-asset slot with a haircut, bid/ask rates or tiers takes its positions' PnL inside, as venues do:
     its value is the concave function of balance + PnL (tiers slice by slice, a negative balance at ask ×
-    liability weight), modelled by its hypograph now and in every scenario.
+    liability weight), modelled by its hypograph now and in every scenario.  Loans, existing (``debts``) and new
+    (``x.borrowed``), count at ask × liability weight with no haircut and grow with their asset's price; in a
+    folded slot they enter the net balance instead.
     """
     bucket = data.buckets[b]
     r = data.returns
@@ -173,6 +195,11 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
     if plain:  # flat ratio or caps in asset units: the value scales with the price exactly
         equity = equity + cp.sum(x.haircut_value[plain])
         loss = loss - r[:, [data.slots[i].asset for i in plain]] @ x.haircut_value[plain]
+    loans = [i for i in slots if i not in folded and i in _loan_set(data)]
+    if loans:  # new loans outside a folded slot: linear liabilities, repriced with their asset
+        owed = cp.multiply(np.array([data.slots[i].liability_rate for i in loans]), x.borrowed[loans])
+        equity = equity - cp.sum(owed)
+        loss = loss + r[:, [data.slots[i].asset for i in loans]] @ owed
     for i in slots:
         slot = data.slots[i]
         if i in folded or not slot.usd_tiers:
@@ -194,10 +221,13 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         mine = [p for p in fold_pos if data.positions[p].settle == slot.asset]
         upnl = np.array([data.positions[p].upnl for p in mine])
         pnl_now = _pnl_loss(data, mine)  # (S, n): loss of each position in each scenario
-        debt = debts.get(slot.asset, 0.0)
+        # the existing loan at raw USD (``debts`` hold it at ask × liability weight): the rates apply to the net
+        # balance below, once
+        debt = debts.get(slot.asset, 0.0) / slot.liability_rate
         growth = 1.0 + r[:, slot.asset]
-        balance_now = x.value[i] + debt + upnl.sum() - upnl @ x.isolated[mine]
-        balance_s = (cp.multiply(growth, x.value[i]) + growth * debt + (upnl.sum() - pnl_now.sum(axis=1))
+        held = x.value[i] - x.borrowed[i] if i in _loan_set(data) else x.value[i]
+        balance_now = held + debt + upnl.sum() - upnl @ x.isolated[mine]
+        balance_s = (cp.multiply(growth, held) + growth * debt + (upnl.sum() - pnl_now.sum(axis=1))
                      - (upnl[None, :] - pnl_now) @ x.isolated[mine])
         slopes, intercepts = concave_pieces(slot)
         scale_caps = growth if not slot.usd_tiers and len(slot.ratios) > 1 else np.ones(n_s)
@@ -210,6 +240,11 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         equity = equity + value_now
         loss = loss + value_now - value_s
     return _Pool(equity, loss, cons)
+
+
+def _loan_set(data: ProblemData) -> set[int]:
+    """Slots where a new loan may be taken."""
+    return set(data.loan_slots.tolist())
 
 
 def position_sum(data: ProblemData, x: Decision, pos: list[int], affine: np.ndarray | None, columns: np.ndarray,
@@ -284,8 +319,9 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         u = cp.Variable(r.shape[0], nonneg=True, name=f"excess {bucket.label}")
         cons = [u >= counted - t, equity >= t + x.knobs.tail * (data.probabilities @ u)]
     out.append(Term(f"buffer {bucket.label}", "buffer", cons))
-    # concentration of one non-settle asset in the pool's raw collateral value
-    total = cp.sum(x.value[slots]) if slots else 0.0
+    # concentration of one non-settle asset in the pool's raw collateral value, net of new loans (a loan kept
+    # in the pool as collateral adds nothing; counted gross it would dilute the limit)
+    total = cp.sum(x.net()[slots]) if slots else 0.0
     settles = {data.positions[i].settle for i in pos}
     for i in slots:
         asset = data.assets[data.slots[i].asset]
@@ -333,7 +369,12 @@ def _exclusive_terms(data: ProblemData, x: Decision) -> list[Term]:
         cons = [x.isolated[i] <= var for i in pos]
         if any(asset not in settles for asset, _ in data.buckets[cross].debts):  # a foreign loan: Multi-Assets
             cons.append(var == 0)
-        cons += [x.value[i] <= data.holdings[data.slots[i].asset] * (1 - var) for i in foreign]
+        # big-M: what the desk holds of the asset plus what it may borrow
+        loanable = np.bincount(np.array([data.slots[i].asset for i in data.loan_slots], dtype=int),
+                               minlength=len(data.assets))
+        reach = data.holdings + data.loan_cap * loanable
+        cons += [x.value[i] <= reach[data.slots[i].asset] * (1 - var) for i in foreign]
+        cons += [x.borrowed[i] <= data.loan_cap * (1 - var) for i in foreign if i in _loan_set(data)]  # new loan
         out.append(Term(f"multi-assets mode {venue}/{account}", "exclusive", cons))
     return out
 
@@ -346,6 +387,10 @@ def objective(data: ProblemData, x: Decision) -> tuple[cp.Expression, dict[str, 
         "carry": x.knobs.yields @ x.value,
         "transfers": pol.transfer_cost_bps / 1e4 * (cp.sum(x.inflow) + cp.sum(x.outflow)),
     }
+    idle = 0.0  # a tie-break of 1e-9 × borrowed USD keeps loans that buy nothing at zero
+    if x.borrow is not None:  # rate × borrowed USD over the carry horizon
+        parts["borrowing"] = (data.loan_rates * pol.carry_horizon_days / 365.0) @ x.borrow
+        idle = 1e-9 * cp.sum(x.borrow)
     switch = [(i, p) for i, p in enumerate(data.positions) if p.close_reopen and not p.fixed]
     if switch:
         cost = np.array([pol.mode_switch_cost_bps / 1e4 * p.notional for _, p in switch])
@@ -354,5 +399,6 @@ def objective(data: ProblemData, x: Decision) -> tuple[cp.Expression, dict[str, 
         # |z − z0| is linear because z0 is known: z when now cross, 1 − z when now isolated
         parts["mode switches"] = cost @ (now + cp.multiply(1 - 2 * now, x.isolated[idx]))
     if pol.objective == "locked_value":
-        return locked + 1e-9 * (cp.sum(x.inflow) + cp.sum(x.outflow)), parts
-    return parts["carry"] + parts["transfers"] + parts.get("mode switches", 0.0) + 1e-9 * locked, parts
+        return locked + 1e-9 * (cp.sum(x.inflow) + cp.sum(x.outflow)) + idle, parts
+    cost = parts["carry"] + parts["transfers"] + parts.get("mode switches", 0.0) + parts.get("borrowing", 0.0)
+    return cost + 1e-9 * locked + idle, parts

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from risk_models.compiled import CompiledBook
+from risk_models.errors import InputError
 from risk_models.loading import LoadedBook
 from risk_models.revaluation import book_factors, position_scenarios
 from risk_models.scenarios import ScenarioSet
@@ -116,6 +117,9 @@ class ProblemData:
     pnl_affine: np.ndarray | None = None  # (P, 2) α, β with PnL loss = α + β·x (nan: not affine over the set)
     mm_affine: np.ndarray | None = None  # (P, 2) the same for the scenario maintenance margin
     aggregate: bool = True  # scenario rows over factors (S × F) instead of positions (S × N)
+    loan_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # cross slots taking new loans
+    loan_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))  # annual borrow rate of each loan slot
+    loan_cap: float = 0.0  # scaled USD: the largest new loan in one slot (and the big-M of Multi-Assets mode)
 
 
 def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, policy: Policy,
@@ -128,6 +132,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
         for account in venue.accounts.values():
             held |= set(account.collateral)
     held |= set(cb.position_settle_names)
+    held |= _borrowable(loaded, policy)
     assets = sorted(held)
     aidx = {a: i for i, a in enumerate(assets)}
     prices = np.array([book.prices[a] for a in assets])
@@ -156,6 +161,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     buckets: list[BucketSpec] = []
     slots: list[Slot] = []
     positions: list[PositionSpec] = []
+    loan_slots: list[int] = []
     venue_of_bucket: list[str] = []
     exclusive: dict[tuple[str, str], bool] = {}
     d = policy.isolated.liquidation_distance
@@ -181,6 +187,8 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
                     continue
                 now = max(account.collateral.get(asset, 0.0), 0.0) * book.prices[asset] / scale
                 holdings[aidx[asset]] += now
+                if asset in policy.borrow_rates and rule.size_discount_k == 0:
+                    loan_slots.append(len(slots))
                 slots.append(_slot(cross, aidx[asset], rule, book.prices[asset], scale, now))
             for p in account.positions:
                 i = row_of[(venue_id, account_id, p.symbol)]
@@ -214,6 +222,9 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     x = factors.values(growth)
     xp = x[factors.of_position]
     r = scenarios.returns_of(assets, pegged)
+    loan_rates = np.array([policy.borrow_rates[assets[slots[i].asset]] for i in loan_slots])
+    _check_no_arbitrage(policy, [assets[slots[i].asset] for i in loan_slots])
+    gross_notional = sum(p.notional for p in positions)
     return ProblemData(
         scale=scale, assets=assets, prices=prices, holdings=holdings, wallet_now=wallet_now, buckets=buckets,
         slots=slots, positions=positions, returns=r, probabilities=scenarios.probabilities,
@@ -223,7 +234,40 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
         pnl_affine=affine_fit(loss - k * mm_path, xp), mm_affine=affine_fit(mm_path, xp),
         alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
         multi_asset_exclusive=exclusive, total_capital=float(holdings.sum()),
+        loan_slots=np.array(loan_slots, dtype=int), loan_rates=loan_rates,
+        loan_cap=LOAN_CAP_FACTOR * (float(holdings.sum()) + gross_notional) if loan_slots else 0.0,
     )
+
+
+LOAN_CAP_FACTOR = 10.0
+"""One new loan is at most this multiple of the desk's own capital plus its gross notional (USD): far above any
+loan that funds a requirement, and a finite big-M for the Multi-Assets switch."""
+
+
+def _borrowable(loaded: LoadedBook, policy: Policy) -> set[str]:
+    """Assets named in ``borrow_rates`` that the book prices and some cross pool accepts with a linear liability
+    (no ``size_discount_k``): they need a place in the problem even when the desk holds none."""
+    book = loaded.book
+    out = set()
+    for asset in policy.borrow_rates:
+        rules = [loaded.rules[v].rules.collateral_rule(asset) for v, venue in book.venues.items() if venue.accounts]
+        if asset in book.prices and any(r is not None and r.size_discount_k == 0 for r in rules):
+            out.add(asset)
+    return out
+
+
+def _check_no_arbitrage(policy: Policy, borrowed: list[str]) -> None:
+    """A loan posted straight back as collateral costs (yield + borrow rate) × value: a negative sum would pay the
+    desk to borrow without limit."""
+    if policy.objective != "carry_cost":
+        return
+    for asset in sorted(set(borrowed)):
+        rate, earned = policy.borrow_rates[asset], policy.yields.get(asset, 0.0)
+        if earned + rate < 0:
+            raise InputError("policy", f"borrow_rates.{asset}",
+                             f"posting {asset} earns {-earned:g} a year but borrowing it costs only {rate:g}: the "
+                             "optimizer would borrow without limit",
+                             f"set borrow_rates.{asset} to at least {-earned:g}, or remove {asset} from borrow_rates")
 
 
 def affine_fit(values: np.ndarray, x: np.ndarray, tol: float = 1e-10) -> np.ndarray:

@@ -3,7 +3,8 @@
 Nothing is printed unless every requirement holds here: venue margin now (and initial margin if asked), the
 buffer survival of every cross pool with exact tiers at shocked prices, every isolated position's liquidation
 distance from its exact liquidation price, conservation of every asset, eligibility and Multi-Assets mode (the
-book loader's own checks), concentration, venue caps and reserves.
+book loader's own checks), concentration, venue caps and reserves, and no negative balance beyond the loans the
+desk already has unless the policy's ``borrow_rates`` names the asset.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def recheck(before: LoadedBook, book: Book, policy: Policy, scenarios: ScenarioS
             problems.append(f"{cb.position_paths[p]}: isolated liquidation price {liq:,.6g} is {distance:.4%} from "
                             f"the mark, the policy asks {d:.2%}")
     problems += _conservation(before, book)
+    problems += _loans(before.book, book, policy, tol)
     problems += _limits(book, policy, before, tol)
     if problems:
         raise RecheckError("the recommendation failed the re-check:\n  " + "\n  ".join(problems))
@@ -137,6 +139,27 @@ def _conservation(before: LoadedBook, after: Book) -> list[str]:
         a, b = old.get(asset, 0.0), new.get(asset, 0.0)
         if abs(a - b) > 1e-9 * max(abs(a), abs(b), 1e-12):
             problems.append(f"{asset}: total {b:,.10g} units after, {a:,.10g} before (conservation)")
+    return problems
+
+
+def _loans(before: Book, after: Book, policy: Policy, tol: float) -> list[str]:
+    """Wallet balances stay non-negative; a cross pool owes more of an asset than it did before (a new loan) only
+    when ``borrow_rates`` names the asset.  ``tol`` in USD."""
+    problems = []
+    prices = after.prices
+    for asset, units in after.wallet.items():
+        if units < -tol / max(prices.get(asset, 1.0), 1e-300):
+            problems.append(f"wallet.{asset}: {units:,.10g}, a wallet balance cannot be negative")
+    for venue_id, venue in after.venues.items():
+        old_venue = before.venues.get(venue_id)
+        for account_id, account in venue.accounts.items():
+            old_account = old_venue.accounts.get(account_id) if old_venue is not None else None
+            old = old_account.collateral if old_account is not None else {}
+            for asset, units in account.collateral.items():
+                owed = min(old.get(asset, 0.0), 0.0)
+                if asset not in policy.borrow_rates and units < owed - tol / max(prices.get(asset, 1.0), 1e-300):
+                    problems.append(f"venues.{venue_id}.accounts.{account_id}.collateral.{asset}: {units:,.10g}, a "
+                                    f"new loan of {owed - units:,.10g}, but borrow_rates does not name {asset}")
     return problems
 
 

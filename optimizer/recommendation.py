@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from risk_models.schema import Book
 
 from .problem import ProblemData
@@ -23,11 +25,25 @@ class Recommendation:
     transfers: list[dict[str, Any]] = field(default_factory=list)
 
 
+def borrowed(data: ProblemData, sol: Solution) -> np.ndarray:
+    """(n_slots,) USD of the new loan taken in each slot (0 where none may be taken or none is).
+
+    Transfers move a slot's net balance (held less borrowed), so the loan is the change in what the slot holds
+    that no transfer explains: value − value now − (inflow − outflow).  Below the dust threshold it is zero.
+    """
+    out = np.zeros(len(data.slots))
+    for i in data.loan_slots:
+        loan = sol.value[i] - data.slots[i].current * data.scale - (sol.inflow[i] - sol.outflow[i])
+        out[i] = loan if loan > DUST * data.scale else 0.0
+    return out
+
+
 def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
     """The book with the solution's collateral, isolated margins and margin modes; the rest in the wallet.
 
     Unit amounts are value / price; whatever is not allocated stays in the wallet so that every asset's total
-    is exactly conserved.
+    is exactly conserved.  A new loan lowers its pool's balance (negative when it exceeds what is posted there)
+    and adds its units to what can be allocated.
     """
     dust = DUST * data.scale
     raw = book.model_dump()
@@ -36,13 +52,18 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
     iso_margin: dict[int, float] = {}
     iso_asset: dict[int, str] = {}
     collateral: dict[tuple[str, str], dict[str, float]] = {}
-    for slot, value in zip(data.slots, sol.value, strict=True):
+    loans: dict[tuple[str, str], dict[str, float]] = {}
+    for slot, value, loan in zip(data.slots, sol.value, borrowed(data, sol), strict=True):
         asset = data.assets[slot.asset]
+        bucket = data.buckets[slot.bucket]
+        if loan > 0:
+            units = loan / data.prices[slot.asset]
+            totals[asset] += units
+            loans.setdefault((bucket.venue, bucket.account), {})[asset] = units
         if value <= dust:
             continue
         units = value / data.prices[slot.asset]
         allocated[asset] += units
-        bucket = data.buckets[slot.bucket]
         if bucket.position is None:
             collateral.setdefault((bucket.venue, bucket.account), {})[asset] = units
         else:
@@ -69,6 +90,8 @@ def recommended_book(data: ProblemData, book: Book, sol: Solution) -> Book:
             pool = dict(collateral.get((venue_id, account_id), {}))
             for asset, owed in debts.items():  # a loan stays; what is posted in the same asset nets against it
                 pool[asset] = pool.get(asset, 0.0) + owed
+            for asset, units in loans.get((venue_id, account_id), {}).items():  # and so does a new one
+                pool[asset] = pool.get(asset, 0.0) - units
             account["collateral"] = pool
             for pos in account["positions"]:
                 if modes.get(row):
@@ -87,19 +110,26 @@ def _unit_totals(data: ProblemData) -> dict[str, float]:
 
 
 def transfers(data: ProblemData, sol: Solution) -> list[dict[str, Any]]:
-    """Moves from the current state: out of buckets to the wallet first, then from the wallet into buckets."""
+    """Moves from the current state: out of buckets to the wallet first, then from the wallet into buckets.
+
+    With new loans, in the order they can be made: withdrawals, deposits of assets not borrowed (the collateral
+    that backs a loan goes in first), then the withdrawal of each loan's proceeds from the pool that takes it
+    out, then deposits of the borrowed assets.
+    """
     bps = data.policy.transfer_cost_bps / 1e4
     dust = DUST * data.scale
-    outs, ins = [], []
-    for slot, inflow, outflow in zip(data.slots, sol.inflow, sol.outflow, strict=True):
+    loans = borrowed(data, sol)
+    lent = {data.slots[i].asset for i in np.nonzero(loans)[0]}
+    outs, ins, loan_outs, loan_ins = [], [], [], []
+    for slot, inflow, outflow, loan in zip(data.slots, sol.inflow, sol.outflow, loans, strict=True):
         label, asset, price = data.buckets[slot.bucket].label, data.assets[slot.asset], data.prices[slot.asset]
         if outflow > dust:
-            outs.append({"from": label, "to": "wallet", "asset": asset, "amount": outflow / price,
-                         "cost": outflow * bps})
+            (loan_outs if loan > 0 else outs).append({"from": label, "to": "wallet", "asset": asset,
+                                                      "amount": outflow / price, "cost": outflow * bps})
         if inflow > dust:
-            ins.append({"from": "wallet", "to": label, "asset": asset, "amount": inflow / price,
-                        "cost": inflow * bps})
-    return outs + ins
+            (loan_ins if slot.asset in lent else ins).append({"from": "wallet", "to": label, "asset": asset,
+                                                              "amount": inflow / price, "cost": inflow * bps})
+    return outs + ins + loan_outs + loan_ins
 
 
 def mode_changes(data: ProblemData, sol: Solution, keys: list[tuple[str, str, str]]
@@ -132,6 +162,7 @@ def explain(name: str, kind: str, shadow: float, horizon_days: float) -> str:
         "venue_cap": "the venue cap on",
         "reserve": "the wallet reserve of",
         "exclusive": "Multi-Assets mode on",
+        "loan_limit": "the loan limit on",
     }.get(kind, "")
     target = name.split(" ", 1)[1] if " " in name else name
     return (f"{what} {target} binds: each extra 1,000 USD of requirement there costs {per_1000:,.2f} USD over the "

@@ -18,7 +18,7 @@ from risk_models.venue_margin import evaluate
 
 from .problem import ProblemData, build_problem
 from .recheck import Checked, evaluate_book, on_venues, recheck
-from .recommendation import explain, mode_changes, recommended_book, transfers
+from .recommendation import borrowed, explain, mode_changes, recommended_book, transfers
 from .solve import Solution, solve
 
 
@@ -63,19 +63,25 @@ def carry(loaded: LoadedBook, book: Book) -> tuple[float, float]:
 
 
 def _carry_cost(loaded: LoadedBook, book: Book, policy: Policy) -> float:
-    """Σ yield × value posted on venues (positive balances) over the carry horizon, USD."""
+    """Σ yield × value posted on venues (positive balances) + Σ borrow rate × value of new loans (what a pool owes
+    beyond its loans in the input book), over the carry horizon, USD."""
     horizon = policy.carry_horizon_days / 365.0
     posted: dict[str, float] = {}
+    loans = 0.0
     for venue_id, venue in book.venues.items():
         contracts = loaded.rules[venue_id].rules.contracts
-        for account in venue.accounts.values():
+        for account_id, account in venue.accounts.items():
+            old = loaded.book.venues[venue_id].accounts[account_id].collateral
             for a, v in account.collateral.items():
                 posted[a] = posted.get(a, 0.0) + max(v, 0.0)
+                new_loan = min(old.get(a, 0.0), 0.0) - v
+                if new_loan > 0:
+                    loans += policy.borrow_rates.get(a, 0.0) * new_loan * book.prices[a] * horizon
             for p in account.positions:
                 if p.margin_mode == "isolated":
                     settle = contracts[p.symbol].settle
                     posted[settle] = posted.get(settle, 0.0) + (p.isolated_margin or 0.0)
-    return sum(policy.yields.get(a, 0.0) * u * book.prices[a] * horizon for a, u in posted.items())
+    return loans + sum(policy.yields.get(a, 0.0) * u * book.prices[a] * horizon for a, u in posted.items())
 
 
 def _accounts(checked: Checked) -> list[dict[str, Any]]:
@@ -112,11 +118,12 @@ def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked,
     locked_a, free_a = carry(loaded, book_after)
     carry_b, carry_a = _carry_cost(loaded, loaded.book, policy), _carry_cost(loaded, book_after, policy)
     modes, trades = mode_changes(data, sol, after.compiled.position_keys)
-    allocations = []
-    for slot, value in zip(data.slots, sol.value, strict=True):
-        if value > 1e-9 * data.scale:
+    allocations = []  # a negative amount in a cross pool's row is a new loan taken there (spec §1's sign)
+    for slot, value, loan in zip(data.slots, sol.value, borrowed(data, sol), strict=True):
+        if value > 1e-9 * data.scale or loan > 0:
+            net = float(value) - loan
             allocations.append({"bucket": data.buckets[slot.bucket].label, "asset": data.assets[slot.asset],
-                                "amount": value / data.prices[slot.asset], "value": float(value)})
+                                "amount": net / data.prices[slot.asset], "value": net})
     for a, units in book_after.wallet.items():
         allocations.append({"bucket": "wallet", "asset": a, "amount": units, "value": units * book_after.prices[a]})
     horizon = policy.carry_horizon_days
