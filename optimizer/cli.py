@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import click
@@ -12,7 +13,7 @@ import numpy as np
 
 from risk_models.errors import PmoptError
 
-from .render import print_margin_table, print_recommendation, print_risk_tables, print_sweep
+from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
 
 
 class _Group(click.Group):
@@ -134,7 +135,8 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
              csv_out: Path | None, write_book: Path | None, time_limit: float) -> None:
     """Recommend the collateral mix and cross/isolated modes that meet POLICY at least cost.
 
-    Exit code 3 when the policy cannot be met (the smallest top-up is reported).
+    Exit code 3 when the policy cannot be met: the smallest top-up, and the smallest position reductions that
+    would meet it instead (verified on the reduced book), are reported.
 
     \b
     Example:
@@ -161,9 +163,8 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
                                 str(policy))
     try:
         result = run_optimize(loaded, pol, scenarios, time_limit=time_limit)
-    except Infeasible as exc:
-        if as_json:
-            _emit(exc.document, True, lambda: None)
+    except Infeasible as exc:  # the remedies on stdout (JSON or tables), the message on stderr, exit code 3
+        _emit(exc.document, as_json, partial(print_infeasible, exc.document, exc.note))
         raise
     if write_book:
         write_yaml(result.book.model_dump(exclude_none=True), write_book)

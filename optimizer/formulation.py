@@ -15,7 +15,7 @@ import cvxpy as cp
 import numpy as np
 from scipy import sparse
 
-from .problem import ProblemData, concave_pieces
+from .problem import ProblemData, concave_pieces, restrict
 
 
 @dataclass
@@ -98,19 +98,26 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
 
 @dataclass
 class Term:
-    """A named group of constraints; ``constraints`` is filled by ``build``."""
+    """A named group of constraints.  ``elements`` names the entries of a vectorized term (one per bucket, say):
+    entry i of each of its constraints belongs to ``elements[i]`` (the binding-constraint list reports them apart).
+    """
 
     name: str
     kind: str
     constraints: list[cp.Constraint] = field(default_factory=list)
+    elements: list[str] | None = None
 
 
 def _slots_of(data: ProblemData, bucket: int) -> list[int]:
     return [i for i, s in enumerate(data.slots) if s.bucket == bucket]
 
 
-def build_terms(data: ProblemData, x: Decision) -> list[Term]:
-    """Every constraint of the problem, grouped by what it means."""
+def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | None = None) -> list[Term]:
+    """Every constraint of the problem, grouped by what it means.
+
+    ``rows`` (cross bucket → scenario indices) keeps each pool's buffer survival over those scenarios only, with
+    their original probabilities: a relaxation of the full constraint (see :mod:`optimizer.working_set`).
+    """
     terms: list[Term] = []
     n_assets = len(data.assets)
     slot_asset = np.array([s.asset for s in data.slots], dtype=int)
@@ -147,9 +154,8 @@ def build_terms(data: ProblemData, x: Decision) -> list[Term]:
         terms.append(Term("reserve", "reserve", [x.wallet >= reserve]))
     for b, bucket in enumerate(data.buckets):
         if bucket.position is None:
-            terms.extend(_cross_terms(data, x, b))
-        else:
-            terms.extend(_isolated_terms(data, x, b))
+            terms.extend(_cross_terms(data if rows is None else restrict(data, rows[b]), x, b))
+    terms.extend(_isolated_terms(data, x))
     terms.extend(_cap_terms(data, x))
     terms.extend(_exclusive_terms(data, x))
     terms.append(Term("factor exposures", "definition", x.extra))
@@ -331,19 +337,33 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     return out
 
 
-def _isolated_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
-    bucket = data.buckets[b]
-    p = bucket.position
-    j = next(i for i, ps in enumerate(data.positions) if ps.index == p)
-    ps = data.positions[j]
-    slot = _slots_of(data, b)[0]
-    # big-M of the on/off link: conservation already keeps value <= holdings; max(·, iso_need) keeps the elastic
-    # re-solve (holdings + top-up) able to isolate a position whose need exceeds what the desk holds today
-    cap = max(data.holdings[ps.settle], ps.iso_need)
-    if not math.isfinite(ps.iso_need):
-        return [Term(f"isolated {bucket.label}", "isolated", [x.isolated[j] == 0])]
-    return [Term(f"isolated margin {bucket.label}", "isolated",
-                 [x.value[slot] >= x.knobs.iso_need[j] * x.isolated[j], x.value[slot] <= cap * x.isolated[j]])]
+def _isolated_terms(data: ProblemData, x: Decision) -> list[Term]:
+    """Every isolated bucket as one vectorized term: its margin covers the position's need when it is isolated
+    (z = 1) and is empty otherwise; a position whose need is infinite can never be isolated."""
+    slot_of_bucket = {s.bucket: i for i, s in enumerate(data.slots) if data.buckets[s.bucket].position is not None}
+    js, slots, labels, never = [], [], [], []
+    for j, ps in enumerate(data.positions):
+        if ps.iso_bucket < 0:
+            continue
+        if not math.isfinite(ps.iso_need):
+            never.append(j)
+            continue
+        js.append(j)
+        slots.append(slot_of_bucket[ps.iso_bucket])
+        labels.append(f"isolated margin {data.buckets[ps.iso_bucket].label}")
+    out = []
+    if js:
+        # big-M of the on/off link: conservation already keeps value <= holdings; max(·, iso_need) keeps the
+        # elastic re-solve (holdings + top-up) able to isolate a position whose need exceeds today's holdings
+        cap = np.array([max(data.holdings[data.positions[j].settle], data.positions[j].iso_need) for j in js])
+        z = x.isolated[js]
+        out.append(Term("isolated margin", "isolated",
+                        [x.value[slots] >= cp.multiply(x.knobs.iso_need[js], z), x.value[slots] <= cp.multiply(cap, z)],
+                        elements=labels))
+    if never:
+        out.append(Term("isolated", "isolated", [x.isolated[never] == 0],
+                        elements=[f"isolated {data.buckets[data.positions[j].iso_bucket].label}" for j in never]))
+    return out
 
 
 def _cap_terms(data: ProblemData, x: Decision) -> list[Term]:
@@ -366,7 +386,7 @@ def _exclusive_terms(data: ProblemData, x: Decision) -> list[Term]:
         cross = next(b for b, bk in enumerate(data.buckets)
                      if (bk.venue, bk.account, bk.position) == (venue, account, None))
         foreign = [i for i in _slots_of(data, cross) if data.slots[i].asset not in settles]
-        cons = [x.isolated[i] <= var for i in pos]
+        cons = [x.isolated[pos] <= var] if pos else []
         if any(asset not in settles for asset, _ in data.buckets[cross].debts):  # a foreign loan: Multi-Assets
             cons.append(var == 0)
         # big-M: what the desk holds of the asset plus what it may borrow

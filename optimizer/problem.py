@@ -8,7 +8,7 @@ the same order.  Decision quantities are USD values of asset holdings (value = u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -341,3 +341,14 @@ def isolated_need(cb: CompiledBook, p: int, distance: float, unit: UnitMargins |
     if unit is not None:
         need = need + unit.maintenance(ratios[None, :])[0]
     return float(max(need.max(), 0.0))
+
+
+def restrict(data: ProblemData, rows: np.ndarray) -> ProblemData:
+    """The same problem data over the scenarios ``rows`` only, each keeping its original probability (so an
+    expected shortfall over them is a lower bound of the full one, never a renormalized estimate)."""
+    rows = np.asarray(rows, dtype=int)
+    buckets = [b if b.extra_mm_path is None else replace(b, extra_mm_path=b.extra_mm_path[rows]) for b in data.buckets]
+    return replace(
+        data, returns=data.returns[rows], probabilities=data.probabilities[rows], cover=data.cover[rows],
+        loss=data.loss[:, rows], mm_path=data.mm_path[:, rows], buckets=buckets,
+        factor_values=None if data.factor_values is None else data.factor_values[:, rows])

@@ -155,3 +155,27 @@ def print_sweep(param: str, rows: list[dict], console: Console | None = None) ->
         t.add_row(f"{r['value']:g}", r["status"], _num(r["locked"]), _num(r["free"]), _num(r["objective_value"]),
                   _num(r["top_up"]))
     console.print(t)
+
+
+def print_infeasible(doc: dict, note: str = "", console: Console | None = None) -> None:
+    """The two remedies of an infeasible policy: the smallest top-up, and the smallest position reductions."""
+    console = _console(console)
+    console.print("[bold]The policy cannot be met.[/bold] Either remedy alone makes it feasible:")
+    t = Table(title=f"1. Smallest top-up: {_num(sum(r['value'] for r in doc['top_up']))} USD")
+    for col in ("bucket", "asset", "amount", "value USD"):
+        t.add_column(col, justify="right" if col in ("amount", "value USD") else "left")
+    for row in doc["top_up"]:
+        t.add_row(row["bucket"], row["asset"], _qty(row["amount"]), _num(row["value"]))
+    console.print(t)
+    if not doc["reductions"]:
+        console.print(f"2. No reduction of positions alone meets the policy{': ' + note if note else ''}.")
+        return
+    total = sum(r["notional_reduced"] for r in doc["reductions"])
+    t = Table(title=f"2. Or, without a top-up, smallest position reductions: {_num(total)} USD of notional "
+                    "(verified on the reduced book)")
+    for col in ("venue", "account", "symbol", "qty before", "qty after", "reduce qty", "notional USD"):
+        t.add_column(col, justify="left" if col in ("venue", "account", "symbol") else "right")
+    for row in doc["reductions"]:
+        t.add_row(row["venue"], row["account"], row["symbol"], _qty(row["qty_before"]), _qty(row["qty_after"]),
+                  _qty(row["reduce_qty"]), _num(row["notional_reduced"]))
+    console.print(t)

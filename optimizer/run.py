@@ -16,23 +16,41 @@ from risk_models.schema import Book
 from risk_models.schema.policy import Policy
 from risk_models.venue_margin import evaluate
 
+from .elastic import Reductions, smallest_reductions
 from .problem import ProblemData, build_problem
-from .recheck import Checked, evaluate_book, on_venues, recheck
+from .recheck import Checked, RecheckError, evaluate_book, on_venues, recheck
 from .recommendation import borrowed, explain, mode_changes, recommended_book, transfers
-from .solve import Solution, solve
+from .solve import Solution, SolverError
+from .working_set import solve_generated
+
+MESSAGE_ROWS = 5
+"""Reductions named in the error message (the JSON document and the table list them all)."""
 
 
 class Infeasible(PmoptError):
-    """The policy cannot be met (exit code 3); ``document`` is the spec §6 infeasible document."""
+    """The policy cannot be met (exit code 3); ``document`` is the spec §6 infeasible document: the smallest top-up,
+    and the smallest position reductions (``note`` says why there are none)."""
 
     exit_code = 3
 
-    def __init__(self, document: dict[str, Any]) -> None:
+    def __init__(self, document: dict[str, Any], note: str = "") -> None:
         self.document = document
+        self.note = note
         total = sum(t["value"] for t in document["top_up"])
         parts = ", ".join(f"{t['amount']:,.8g} {t['asset']} to {t['bucket']}" for t in document["top_up"])
-        super().__init__(f"the policy cannot be met: the smallest top-up that makes it feasible is {total:,.2f} USD "
-                         f"({parts})")
+        text = (f"the policy cannot be met. Either top up {total:,.2f} USD ({parts}), the smallest top-up that makes "
+                "it feasible")
+        cuts = document["reductions"]
+        if cuts:
+            cut = sum(r["notional_reduced"] for r in cuts)
+            shown = "; ".join(f"{r['venue']}/{r['account']} {r['symbol']} {r['qty_before']:,.8g} → "
+                              f"{r['qty_after']:,.8g}" for r in cuts[:MESSAGE_ROWS])
+            more = f"; and {len(cuts) - MESSAGE_ROWS} more" if len(cuts) > MESSAGE_ROWS else ""
+            text += (f"; or, without a top-up, reduce positions by {cut:,.2f} USD of notional ({shown}{more}), "
+                     "verified by re-running the optimizer on the reduced book")
+        elif note:
+            text += f"; no reduction of positions helps instead: {note}"
+        super().__init__(text)
 
 
 @dataclass(frozen=True)
@@ -43,17 +61,33 @@ class Result:
     solution: Solution
 
 
-def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_limit: float = 120.0) -> Result:
+def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_limit: float = 120.0,
+             reductions: bool = True) -> Result:
+    """The recommendation, re-checked; Infeasible with the smallest top-up and, if ``reductions``, the smallest
+    verified position reductions when the policy cannot be met."""
     cb = compile_book(loaded)
     state = evaluate(cb)
     data = build_problem(loaded, cb, state, policy, scenarios)
-    sol = solve(data, time_limit=time_limit)
+    sol = solve_generated(loaded, data, scenarios, time_limit=time_limit)
     if sol.status == "infeasible":
-        raise Infeasible(_infeasible_document(data, sol))
+        cuts = Reductions([], "not computed")
+        if reductions:
+            cuts = smallest_reductions(loaded, cb, state, data, scenarios,
+                                       lambda book: meets_policy(book, policy, scenarios, time_limit), time_limit)
+        raise Infeasible(_infeasible_document(data, sol, cuts), cuts.note)
     book = recommended_book(data, loaded.book, sol)
     after = recheck(loaded, book, policy, scenarios, data.scale)
     before = evaluate_book(loaded, policy, scenarios)
     return Result(_document(data, sol, policy, before, after, loaded), book, data, sol)
+
+
+def meets_policy(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_limit: float = 120.0) -> bool:
+    """Whether the optimizer finds a recommendation for ``loaded`` that passes its independent re-check."""
+    try:
+        optimize(loaded, policy, scenarios, time_limit, reductions=False)
+    except (Infeasible, RecheckError, SolverError):
+        return False
+    return True
 
 
 def carry(loaded: LoadedBook, book: Book) -> tuple[float, float]:
@@ -143,7 +177,7 @@ def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked,
     }
 
 
-def _infeasible_document(data: ProblemData, sol: Solution) -> dict[str, Any]:
+def _infeasible_document(data: ProblemData, sol: Solution, cuts: Reductions) -> dict[str, Any]:
     top = sol.top_up if sol.top_up is not None else np.zeros(len(data.assets))
     rows = []
     for a, amount in enumerate(top):
@@ -156,4 +190,4 @@ def _infeasible_document(data: ProblemData, sol: Solution) -> dict[str, Any]:
         for label, share in zip(targets, shares, strict=True):
             value = float(amount * share)
             rows.append({"bucket": label, "asset": data.assets[a], "amount": value / data.prices[a], "value": value})
-    return {"status": "infeasible", "top_up": rows, "reductions": []}
+    return {"status": "infeasible", "top_up": rows, "reductions": [r.to_dict() for r in cuts.rows]}

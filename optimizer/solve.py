@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -48,14 +48,26 @@ class Solution:
     bindings: list[Binding] = field(default_factory=list)
     conservation_prices: np.ndarray | None = None  # (A,) objective USD per USD of each asset
     top_up: np.ndarray | None = None  # (A,) USD, infeasible problems only
+    timing: dict[str, float] = field(default_factory=dict)  # seconds: cvxpy compile, solver, separation
+    rounds: int = 1  # MILP solves (constraint generation adds rounds)
+    scenario_rows: int | None = None  # scenario rows kept over all pools (None: every scenario)
 
 
-def _problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None
+def _problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None,
+             rows: dict[int, np.ndarray] | None = None
              ) -> tuple[cp.Problem, list[Term], cp.Expression, dict[str, cp.Expression]]:
-    terms = build_terms(data, x)
+    terms = build_terms(data, x, rows)
     obj, parts = objective(data, x)
     cons = [c for t in terms for c in t.constraints] + (extra or [])
     return cp.Problem(cp.Minimize(obj), cons), terms, obj, parts
+
+
+def solver_options(time_limit: float, mip_gap: float) -> dict[str, float]:
+    """HiGHS options.  Amounts are scaled by the desk's capital, so a small position in a large desk has
+    requirements near 1e-6 and an objective near 1e-8: the gap is relative only (HiGHS's default absolute gap of
+    1e-6 would accept any first incumbent) and integrality is checked to 1e-9 (at the default 1e-6 HiGHS can
+    reject a feasible cross/isolated assignment whose margins are of that size)."""
+    return {"time_limit": time_limit, "mip_rel_gap": mip_gap, "mip_abs_gap": 0.0, "mip_feasibility_tolerance": 1e-9}
 
 
 @contextmanager
@@ -73,42 +85,88 @@ def _quiet_stdout() -> Iterator[None]:
         os.close(null)
 
 
-def _run(prob: cp.Problem, time_limit: float, mip_gap: float) -> float:
+def _run(prob: cp.Problem, time_limit: float, mip_gap: float, timing: dict[str, float] | None = None,
+         reuse: bool = False) -> float:
+    """Solve with HiGHS; returns wall seconds and adds cvxpy's compile and the solver's own seconds to ``timing``.
+
+    ``reuse``: the problem is solved again with new Parameter values (sweeps), so cvxpy compiles it in its
+    parametrized (DPP) form once; otherwise Parameters are taken as constants, which compiles several times
+    faster."""
     t0 = time.perf_counter()
     try:
         with _quiet_stdout():
-            prob.solve(solver=SOLVER, time_limit=time_limit, mip_rel_gap=mip_gap, output_flag=False)
+            prob.solve(solver=SOLVER, output_flag=False, ignore_dpp=not reuse, **solver_options(time_limit, mip_gap))
     except cp.error.SolverError as exc:
         raise SolverError(f"the solver failed: {exc}") from None
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    if timing is not None:
+        solver = prob.solver_stats.solve_time if prob.solver_stats is not None else None
+        solver = float(solver) if solver is not None else 0.0
+        timing["compile"] = timing.get("compile", 0.0) + (prob.compilation_time or 0.0)
+        timing["solver"] = timing.get("solver", 0.0) + solver
+    return seconds
 
 
-def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6) -> Solution:
-    """Solve the MILP, then the LP with the binaries fixed (duals); infeasible → elastic top-up."""
-    x = make_decision(data)
-    prob, _, _, _ = _problem(data, x)
-    seconds = _run(prob, time_limit, mip_gap)
-    if prob.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
-        return _elastic(data, time_limit, seconds)
-    if x.value.value is None:
-        raise SolverError(f"the solver returned no solution (status {prob.status})")
+Separator = Callable[["Solution", dict[int, np.ndarray]], dict[int, np.ndarray]]
+"""Given a candidate and the working sets (cross bucket → scenario rows), the scenarios each pool must add."""
+
+
+def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
+          rows: dict[int, np.ndarray] | None = None, separate: Separator | None = None) -> Solution:
+    """Solve the MILP, then the LP with the binaries fixed (duals); infeasible → elastic top-up.
+
+    With ``rows`` and ``separate`` the buffer constraints are generated (:mod:`optimizer.working_set`): the MILP
+    is solved over the working sets, the candidate is checked over every scenario, violated scenarios are added
+    and the MILP solved again until none is.
+    """
+    timing: dict[str, float] = {}
+    seconds, rounds = 0.0, 0
+    while True:
+        rounds += 1
+        x = make_decision(data)
+        prob, _, _, _ = _problem(data, x, rows=rows)
+        seconds += _run(prob, time_limit, mip_gap, timing)
+        if prob.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
+            return _elastic(data, time_limit, seconds)  # a relaxation is infeasible: so is the full problem
+        if x.value.value is None:
+            raise SolverError(f"the solver returned no solution (status {prob.status})")
+        z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
+        if rows is None or separate is None:
+            break
+        t0 = time.perf_counter()
+        add = separate(_candidate(data, x, z, prob, seconds), rows)
+        timing["separation"] = timing.get("separation", 0.0) + time.perf_counter() - t0
+        seconds += time.perf_counter() - t0
+        if not add:
+            break
+        rows = {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}
     gap = _mip_gap(prob)
-    z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
     status = "optimal" if prob.status == "optimal" else ("time_limit" if "inaccurate" in prob.status else prob.status)
     # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals
     xf = make_decision(data, fixed_z=z)
     fixed_modes = [var == _mode_value(x, acct) for acct, var in xf.mode.items()]
-    lp, terms, _, parts = _problem(data, xf, fixed_modes)
-    seconds += _run(lp, time_limit, mip_gap)
+    lp, terms, _, parts = _problem(data, xf, fixed_modes, rows=rows)
+    seconds += _run(lp, time_limit, mip_gap, timing)
     if lp.status != "optimal":
         raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")
+    used = int(sum(len(r) for r in rows.values())) if rows is not None else None
     return Solution(
         status=status, objective=float(lp.value) * data.scale, isolated=z,
         value=np.asarray(xf.value.value) * data.scale, wallet=np.asarray(xf.wallet.value) * data.scale,
         inflow=np.asarray(xf.inflow.value) * data.scale, outflow=np.asarray(xf.outflow.value) * data.scale,
         parts={k: float(v.value) * data.scale for k, v in parts.items()}, mip_gap=gap, seconds=seconds,
         bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
+        timing=timing, rounds=rounds, scenario_rows=used,
     )
+
+
+def _candidate(data: ProblemData, x: Decision, z: np.ndarray, prob: cp.Problem, seconds: float) -> Solution:
+    """The MILP's allocation as a solution (no duals), for the separation oracle."""
+    return Solution(
+        status="optimal", objective=float(prob.value) * data.scale, isolated=z,
+        value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,
+        inflow=np.asarray(x.inflow.value) * data.scale, outflow=np.asarray(x.outflow.value) * data.scale,
+        parts={}, mip_gap=_mip_gap(prob), seconds=seconds)
 
 
 class CompiledProblem:
@@ -123,7 +181,7 @@ class CompiledProblem:
     def solve(self, time_limit: float = 120.0, mip_gap: float = 1e-6) -> Solution | None:
         """The MILP optimum at the current knob values (no duals), or None when infeasible."""
         data, x = self.data, self.x
-        seconds = _run(self.problem, time_limit, mip_gap)
+        seconds = _run(self.problem, time_limit, mip_gap, reuse=True)
         if self.problem.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
             return None
         if x.value.value is None:
@@ -150,23 +208,52 @@ def _mip_gap(prob: cp.Problem) -> float:
 
 
 def _bindings(terms: list[Term]) -> list[Binding]:
-    """Scalar requirement constraints with a non-zero dual (the ones that shape the answer)."""
+    """Requirement constraints with a non-zero dual (the ones that shape the answer): per term its first scalar
+    constraint with one; per element of a vectorized term its first; else a vector constraint's largest."""
     out = []
     for term in terms:
         if term.kind in ("conservation", "transfers", "haircut", "definition"):
             continue
+        if term.elements is not None:
+            out += _element_bindings(term)
+            continue
+        fallback = None
         for con in term.constraints:
             dual = con.dual_value
             if dual is None:
                 continue
             dual = np.atleast_1d(np.asarray(dual, dtype=float))
-            if dual.size != 1 or abs(dual[0]) < 1e-9:
+            k = int(np.argmax(np.abs(dual))) if dual.size else 0
+            if not dual.size or abs(dual[k]) < 1e-9:
                 continue
-            value = con.expr.value  # cvxpy stores a >= b as b − a <= 0: the slack is −(b − a)
-            slack = float(-np.max(value)) if value is not None else 0.0
-            out.append(Binding(term.name, term.kind, slack, float(abs(dual[0]))))
-            break
+            value = np.atleast_1d(con.expr.value) if con.expr.value is not None else None
+            # cvxpy stores a >= b as b − a <= 0: the slack is −(b − a)
+            slack = float(-value[k]) if value is not None else 0.0
+            if dual.size == 1:
+                out.append(Binding(term.name, term.kind, slack, float(abs(dual[k]))))
+                fallback = None
+                break
+            if fallback is None:
+                fallback = Binding(term.name, term.kind, slack, float(abs(dual[k])))
+        if fallback is not None:
+            out.append(fallback)
     out.sort(key=lambda b: -b.shadow_price)
+    return out
+
+
+def _element_bindings(term: Term) -> list[Binding]:
+    assert term.elements is not None
+    seen: set[int] = set()
+    out = []
+    for con in term.constraints:
+        if con.dual_value is None or con.expr.value is None:
+            continue
+        dual = np.atleast_1d(np.asarray(con.dual_value, dtype=float))
+        value = np.atleast_1d(np.asarray(con.expr.value, dtype=float))
+        for k in np.nonzero(np.abs(dual) >= 1e-9)[0]:
+            if int(k) not in seen:
+                seen.add(int(k))
+                out.append(Binding(term.elements[k], term.kind, float(-value[k]), float(abs(dual[k]))))
     return out
 
 
@@ -179,25 +266,7 @@ def _conservation_prices(terms: list[Term], n_assets: int) -> np.ndarray:
 
 
 def _elastic(data: ProblemData, time_limit: float, seconds: float) -> Solution:
-    """Minimize the USD that must be added (per asset) for the policy to become feasible."""
-    x = make_decision(data)
-    top_up = cp.Variable(len(data.assets), nonneg=True, name="top_up")
-    terms = build_terms(data, x)
-    cons = []
-    for term in terms:
-        if term.kind == "conservation":
-            cons.append(term.constraints[0].args[0] == data.holdings + top_up)
-        else:
-            cons.extend(term.constraints)
-    obj, _ = objective(data, x)
-    prob = cp.Problem(cp.Minimize(cp.sum(top_up) + 1e-6 * obj), cons)
-    seconds += _run(prob, time_limit, 1e-6)
-    if top_up.value is None:
-        raise SolverError("the policy cannot be met even with unlimited top-ups: check the isolation and "
-                          "mode constraints (pinned positions, Multi-Assets mode)")
-    z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
-    return Solution(status="infeasible", objective=float("nan"), isolated=z,
-                    value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,
-                    inflow=np.asarray(x.inflow.value) * data.scale, outflow=np.asarray(x.outflow.value) * data.scale,
-                    parts={}, mip_gap=_mip_gap(prob), seconds=seconds,
-                    top_up=np.asarray(top_up.value) * data.scale)
+    """The smallest top-up (:func:`optimizer.elastic.smallest_top_up`)."""
+    from .elastic import smallest_top_up  # elastic builds on this module's solver helpers: imported when needed
+
+    return smallest_top_up(data, time_limit, seconds)

@@ -65,7 +65,7 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
         sol = compiled.solve()
         if sol is None:
             try:
-                optimize(loaded, pol, scenarios)
+                optimize(loaded, pol, scenarios, reductions=False)  # a sweep tabulates the top-up only
             except Infeasible as exc:
                 rows.append({"value": value, "status": "infeasible", "objective_value": None, "locked": None,
                              "free": None, "top_up": sum(t["value"] for t in exc.document["top_up"])})

@@ -87,7 +87,7 @@ def test_example_desk_holds_five_eligible_collateral_assets(document: tuple[dict
     assert okx["maintenance_margin"] == pytest.approx(expected, rel=1e-9)
 
 
-def test_infeasible_policy_is_exit_3_with_top_up(tmp_path: Path) -> None:
+def test_infeasible_policy_is_exit_3_with_top_up_and_reductions(tmp_path: Path) -> None:
     pol = load_policy(EXAMPLE / "policy.yaml").model_dump()
     pol["cross"]["buffer"] = 400.0
     path = dump_yaml(pol, tmp_path / "policy.yaml")
@@ -96,7 +96,25 @@ def test_infeasible_policy_is_exit_3_with_top_up(tmp_path: Path) -> None:
     doc = json.loads(text[: text.rindex("}") + 1])
     assert doc["status"] == "infeasible"
     assert sum(t["value"] for t in doc["top_up"]) > 0
-    assert doc["reductions"] == []
+    # a buffer of 400 × MM: cross positions that may be isolated are, the others (portfolio-margined) are cut
+    assert doc["reductions"]
+    book = load_book(EXAMPLE / "book.yaml").book
+    for row in doc["reductions"]:
+        assert set(row) == {"venue", "account", "symbol", "qty_before", "qty_after", "reduce_qty",
+                            "notional_reduced"}
+        position = next(p for p in book.venues[row["venue"]].accounts[row["account"]].positions
+                        if p.symbol == row["symbol"])
+        assert row["qty_before"] == position.qty
+        assert row["qty_after"] * row["qty_before"] >= 0 and abs(row["qty_after"]) < abs(row["qty_before"])
+        assert row["reduce_qty"] == pytest.approx(abs(row["qty_before"]) - abs(row["qty_after"]), rel=1e-12)
+        assert row["notional_reduced"] > 0
+    total = sum(r["notional_reduced"] for r in doc["reductions"])
+    assert f"reduce positions by {total:,.2f} USD of notional" in text  # stderr names both remedies
+    # without --json the two remedies are tables
+    code, text = _run("optimize", str(EXAMPLE / "book.yaml"), "--policy", str(path))
+    assert code == 3
+    assert "1. Smallest top-up" in text and "smallest position reductions" in text
+    assert doc["reductions"][0]["symbol"] in text
 
 
 def test_trades_are_applied_first(tmp_path: Path) -> None:

@@ -1,0 +1,146 @@
+"""Scenario constraint generation: solve over the scenarios that matter, add the violated ones until none is.
+
+A cross pool's buffer survival over S scenarios is one row per scenario.  Kept over a working set W_b of
+scenarios with their original probabilities,
+
+    E_b >= t + 1/(1 − α) · Σ_{s ∈ W_b} p_s (T_{b,s} − t)+        (expected shortfall, Rockafellar–Uryasev)
+    E_b >= T_{b,s}  for s ∈ W_b                                 (worst case)
+
+is a relaxation of the full constraint (the dropped terms are non-negative), so the restricted optimum is a
+lower bound of the full one.  The separation oracle evaluates every pool of the restricted optimum over *all*
+scenarios with risk_models' exact numpy path.  When every pool meets its full-set requirement, the restricted
+optimum is feasible for the full problem and therefore optimal: the method is exact, not a sample.  Otherwise
+the scenarios that the relaxation missed are added — for expected shortfall every scenario above the restricted
+problem's value at risk t_W (with them the restricted and full sums agree at t_W, which is what makes the full
+requirement hold), for the worst case every scenario above equity — and the problem is solved again.  The
+working set only grows, so the loop ends.  Amounts in USD.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from risk_models.compiled import compile_book
+from risk_models.loading import LoadedBook
+from risk_models.measures import RiskMeasure
+from risk_models.revaluation import revalue
+from risk_models.scenarios import ScenarioSet
+from risk_models.schema import Book
+from risk_models.venue_margin import evaluate
+
+from .problem import ProblemData
+from .recommendation import recommended_book
+from .solve import Solution, solve
+
+SEPARATION_TOLERANCE = 1e-7
+"""Violations below this share of the desk's capital are solver round-off (the re-check allows 1e-6)."""
+MAX_ADDED = 4
+"""At most this many tails' worth of scenarios are added to a pool in one round (the most violating first)."""
+
+
+def worth_it(data: ProblemData, min_scenarios: int = 200) -> bool:
+    """Constraint generation pays when the working set is much smaller than the set: ES tails and worst cases
+    over a few hundred scenarios or more.  Scanning grids (a worst case per risk unit) are small: solved whole."""
+    return data.units is None and data.returns.shape[0] >= min_scenarios and any(
+        b.position is None for b in data.buckets)
+
+
+@dataclass
+class PoolTerms:
+    """Every cross pool's counted scenario terms ``cover · (L_s + k·MM_s)`` (n, S) and equity now (n,), USD."""
+
+    terms: np.ndarray
+    equity: np.ndarray
+
+
+class ScenarioOracle:
+    """Exact full-set evaluation of the cross pools of a candidate allocation, and the scenarios to add."""
+
+    def __init__(self, loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSet) -> None:
+        self.loaded = loaded
+        self.data = data
+        self.scenarios = scenarios
+        pol = data.policy
+        self.measure = RiskMeasure(data.measure, pol.risk_model.confidence)
+        self.growth = None
+        self.cross = [b for b, bk in enumerate(data.buckets) if bk.position is None]
+        self.keys = [(data.buckets[b].venue, data.buckets[b].account) for b in self.cross]
+        self.tolerance = SEPARATION_TOLERANCE * data.scale
+        self.evaluations = 0
+
+    def pool_terms(self, book: Book) -> PoolTerms:
+        """Full-set terms of every cross pool of ``book`` (risk_models' numpy path: exact tiers and haircuts)."""
+        cb = compile_book(LoadedBook(self.loaded.file, book, self.loaded.rules))
+        state = evaluate(cb)
+        growth = self.scenarios.growth_of(cb.assets, tuple(self.data.policy.risk_model.pegged))
+        rv = revalue(cb, growth)
+        row = {(bk.venue, bk.account): i for i, bk in enumerate(cb.buckets) if bk.symbol is None}
+        idx = np.array([row[k] for k in self.keys], dtype=int)
+        term = (state.equity[idx, None] - rv.equity[idx]) + self.data.buffer * rv.maintenance[idx]
+        self.evaluations += 1
+        return PoolTerms(self.scenarios.coverage[None, :] * term, state.equity[idx])
+
+    def initial(self, book: Book) -> dict[int, np.ndarray]:
+        """A first working set per pool: its worst scenarios today, three times the tail's size (at least 20), and
+        the same with the pool's equity held in each non-stable asset it accepts (where the optimizer may move
+        it: those scenarios would otherwise come in a second round)."""
+        pt = self.pool_terms(book)
+        n_s = pt.terms.shape[1]
+        m = min(n_s, max(20, math.ceil(3 * (1 - self.measure.alpha) * n_s) if self.measure.kind == "es" else 20))
+        r = self.data.returns
+        moving = np.abs(r).max(axis=0) > 0 if r.size else np.zeros(0, dtype=bool)
+        out = {}
+        for j, b in enumerate(self.cross):
+            assets = {s.asset for s in self.data.slots if s.bucket == b and moving[s.asset]}
+            variants = [pt.terms[j]] + [pt.terms[j] - max(pt.equity[j], 0.0) * r[:, a] for a in sorted(assets)]
+            out[b] = np.unique(np.concatenate([np.argsort(-v, kind="stable")[:m] for v in variants]))
+        return out
+
+    def separate(self, book: Book, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Scenarios to add per pool (empty when the allocation meets every pool's full-set requirement)."""
+        pt = self.pool_terms(book)
+        p = self.data.probabilities
+        out: dict[int, np.ndarray] = {}
+        for j, b in enumerate(self.cross):
+            term, equity = pt.terms[j], pt.equity[j]
+            full = self.measure.evaluate(term, p) if self.measure.kind == "es" else float(term.max())
+            if full <= equity + self.tolerance:
+                continue
+            mine = np.zeros(term.size, dtype=bool)
+            mine[rows[b]] = True
+            level = equity if self.measure.kind == "worst" else _restricted_var(term[mine], p[mine],
+                                                                                 self.measure.alpha)
+            add = np.nonzero(~mine & (term > level - self.tolerance))[0]
+            if self.measure.kind == "es":  # and the full tail itself, so that the next set can price it
+                tail = np.nonzero(~mine & (self.measure.weights(term, p) > 0))[0]
+                add = np.union1d(add, tail)
+            if add.size:
+                cap = max(50, math.ceil(MAX_ADDED * (1 - self.measure.alpha) * term.size))
+                out[b] = np.sort(add[np.argsort(-term[add], kind="stable")[:cap]])
+        return out
+
+
+def _restricted_var(term: np.ndarray, p: np.ndarray, alpha: float) -> float:
+    """The minimizer t of t + 1/(1 − α) Σ p_s (T_s − t)+ over a subset: the largest T at which the mass at or
+    above it first reaches 1 − α; −inf when the subset holds less mass than the tail (then it is unbounded)."""
+    order = np.argsort(-term, kind="stable")
+    mass = np.cumsum(p[order])
+    reached = np.nonzero(mass >= (1 - alpha) * (1 - 1e-12))[0]
+    return float(term[order[reached[0]]]) if reached.size else -math.inf
+
+
+def solve_generated(loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSet, time_limit: float = 120.0,
+                    mip_gap: float = 1e-6) -> Solution:
+    """:func:`optimizer.solve.solve` with scenario constraint generation where it pays (:func:`worth_it`), the
+    whole scenario set otherwise.  The same optimum either way."""
+    if not worth_it(data):
+        return solve(data, time_limit=time_limit, mip_gap=mip_gap)
+    oracle = ScenarioOracle(loaded, data, scenarios)
+
+    def separate(candidate: Solution, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        return oracle.separate(recommended_book(data, loaded.book, candidate), rows)
+
+    return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=oracle.initial(loaded.book), separate=separate)
