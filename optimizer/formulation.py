@@ -48,7 +48,7 @@ class Decision:
     inflow: cp.Variable  # (n_slots,)
     outflow: cp.Variable  # (n_slots,)
     free: cp.Variable | None  # (n_free,) boolean or relaxed: 1 = isolated
-    mode: dict[tuple[str, str], cp.Variable]  # account → boolean: 1 = may isolate (Multi-Assets off)
+    mode: dict[tuple[str, str], cp.Expression]  # account → boolean (or fixed): 1 = may isolate (Multi-Assets off)
     isolated: cp.Expression  # (P,) 1 = isolated, constants for fixed positions
     haircut_value: cp.Expression  # (n_slots,)
     knobs: Knobs
@@ -56,13 +56,16 @@ class Decision:
     extra: list[cp.Constraint] = field(default_factory=list)  # definitions of auxiliary variables
     borrow: cp.Variable | None = None  # (n_loans,) scaled USD of new loans at today's prices (data.loan_slots)
     borrowed: cp.Expression | None = None  # (n_slots,) the same per slot, 0 where no loan may be taken
+    cuts: dict[int, np.ndarray] | None = None  # delta-normal only: outer-approximation directions per cross pool
+    sigma: dict[int, cp.Expression] = field(default_factory=dict)  # delta-normal: Fᵀδ_b per cross pool (filled)
 
     def net(self) -> cp.Expression:
         """(n_slots,) scaled USD: what each slot holds, less the new loan taken there."""
         return self.value if self.borrowed is None else self.value - self.borrowed
 
 
-def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | None = None) -> Decision:
+def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | None = None,
+                  fixed_modes: dict[tuple[str, str], float] | None = None) -> Decision:
     n_slots = len(data.slots)
     widths = np.concatenate([s.widths for s in data.slots]) if data.slots else np.zeros(0)
     ratios = np.concatenate([s.ratios for s in data.slots]) if data.slots else np.zeros(0)
@@ -81,7 +84,8 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
                                 shape=(len(data.positions), len(free_idx)))
         isolated = base + pick @ free
     integral = not relax and fixed_z is None
-    mode = {acct: cp.Variable(boolean=integral, name=f"may_isolate {acct[0]}/{acct[1]}")
+    mode = {acct: cp.Constant(fixed_modes[acct]) if fixed_modes is not None and acct in fixed_modes
+            else cp.Variable(boolean=integral, name=f"may_isolate {acct[0]}/{acct[1]}")
             for acct, exclusive in data.multi_asset_exclusive.items() if exclusive}
     borrow = borrowed = None
     if len(data.loan_slots):
@@ -119,6 +123,8 @@ def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | No
     their original probabilities: a relaxation of the full constraint (see :mod:`optimizer.working_set`).
     """
     terms: list[Term] = []
+    if data.normal is not None and rows is None:  # the cone needs no scenario rows: value the pools once
+        rows = {b: np.zeros(1, dtype=int) for b, bk in enumerate(data.buckets) if bk.position is None}
     n_assets = len(data.assets)
     slot_asset = np.array([s.asset for s in data.slots], dtype=int)
     slot_now = np.array([s.current for s in data.slots])
@@ -303,6 +309,10 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         im = np.array([data.positions[i].im for i in pos])
         out.append(Term(f"initial margin {bucket.label}", "initial_margin",
                         [equity >= bucket.extra_mm + im.sum() - im @ x.isolated[pos]]))
+    if data.normal is not None:
+        out.append(_normal_buffer(data, x, b, slots, pos, equity, need))
+        out.extend(_concentration(data, x, b, slots, pos))
+        return out
     # buffer survival: equity >= rho_s(L_s + k MM_s), collateral repriced with the positions in every scenario
     r = data.returns
     mm_s = bucket.extra_mm_path if bucket.extra_mm_path is not None else np.full(r.shape[0], bucket.extra_mm)
@@ -325,6 +335,13 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         u = cp.Variable(r.shape[0], nonneg=True, name=f"excess {bucket.label}")
         cons = [u >= counted - t, equity >= t + x.knobs.tail * (data.probabilities @ u)]
     out.append(Term(f"buffer {bucket.label}", "buffer", cons))
+    out.extend(_concentration(data, x, b, slots, pos))
+    return out
+
+
+def _concentration(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[int]) -> list[Term]:
+    bucket = data.buckets[b]
+    out: list[Term] = []
     # concentration of one non-settle asset in the pool's raw collateral value, net of new loans (a loan kept
     # in the pool as collateral adds nothing; counted gross it would dilute the limit)
     total = cp.sum(x.net()[slots]) if slots else 0.0
@@ -335,6 +352,49 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         if limit is not None:
             out.append(Term(f"concentration {bucket.label} {asset}", "concentration", [x.value[i] <= limit * total]))
     return out
+
+
+def _normal_buffer(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[int], equity: cp.Expression,
+                   need: cp.Expression | float) -> Term:
+    """Delta-normal buffer survival E_b >= c·√h·‖Fᵀδ_b‖ + k·MM_b (risk_models.delta_normal), δ_b the pool's USD
+    exposure per unit return: each slot's haircut value on its asset (linear: USD-capped tiers are held to their
+    first slice), existing and new loans, and the cross positions' deltas.  With ``x.cuts`` the cone is replaced
+    by its outer approximation c·uᵀFᵀδ_b for the given unit directions u (the MILP master of
+    :func:`optimizer.solve.solve_conic`)."""
+    assert data.normal is not None
+    nm = data.normal
+    bucket = data.buckets[b]
+    g = nm.factor.T  # (r, M)
+    rows = nm.asset_row
+    cons: list[cp.Constraint] = []
+    sigma: cp.Expression = cp.Constant(np.zeros(g.shape[0]))
+    if slots:
+        cols = g[:, rows[[data.slots[i].asset for i in slots]]]
+        sigma = sigma + cols @ x.haircut_value[slots]
+        for i in slots:
+            slot = data.slots[i]
+            if slot.usd_tiers:  # beyond the first slice the value is not linear in the price: stay within it
+                cons.append(slot.bid * x.value[i] <= slot.widths[0])
+    for asset, debt in bucket.debts:
+        sigma = sigma + g[:, rows[asset]] * debt
+    loans = [i for i in slots if x.borrowed is not None and i in set(data.loan_slots.tolist())]
+    if loans:
+        owed = cp.multiply(np.array([data.slots[i].liability_rate for i in loans]), x.borrowed[loans])
+        sigma = sigma - g[:, rows[[data.slots[i].asset for i in loans]]] @ owed
+    if pos:
+        d = nm.deltas[[data.positions[i].index for i in pos]]  # (n, M)
+        sigma = sigma + (g @ d.T) @ (1 - x.isolated[pos])
+    x.sigma[b] = sigma
+    k = x.knobs.buffer
+    if x.cuts is None:
+        cons.append(equity >= nm.multiplier * cp.norm(sigma, 2) + k * need)
+    else:
+        directions = x.cuts.get(b)
+        if directions is not None and len(directions):
+            cons.append(equity >= nm.multiplier * (directions @ sigma) + k * need)
+        else:
+            cons.append(equity >= k * need)
+    return Term(f"buffer {bucket.label}", "buffer", cons[::-1])
 
 
 def _isolated_terms(data: ProblemData, x: Decision) -> list[Term]:
@@ -352,6 +412,18 @@ def _isolated_terms(data: ProblemData, x: Decision) -> list[Term]:
         slots.append(slot_of_bucket[ps.iso_bucket])
         labels.append(f"isolated margin {data.buckets[ps.iso_bucket].label}")
     out = []
+    if js and x.free is None and all(isinstance(v, cp.Constant) for v in x.mode.values()):
+        # every mode fixed: an isolated bucket is needed or empty, no big-M
+        z_fixed = np.asarray(x.isolated.value, dtype=float)[js]
+        on = [k for k in range(len(js)) if z_fixed[k] > 0.5]
+        off = [k for k in range(len(js)) if z_fixed[k] <= 0.5]
+        if on:
+            out.append(Term("isolated margin", "isolated",
+                            [x.value[[slots[k] for k in on]] >= x.knobs.iso_need[[js[k] for k in on]]],
+                            elements=[labels[k] for k in on]))
+        if off:
+            out.append(Term("isolated buckets left empty", "definition", [x.value[[slots[k] for k in off]] == 0]))
+        js = []
     if js:
         # big-M of the on/off link: conservation already keeps value <= holdings; max(·, iso_need) keeps the
         # elastic re-solve (holdings + top-up) able to isolate a position whose need exceeds today's holdings

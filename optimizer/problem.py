@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from risk_models.compiled import CompiledBook
-from risk_models.errors import InputError
+from risk_models.delta_normal import normal_model_of, position_deltas
+from risk_models.errors import InputError, RiskModelError
 from risk_models.loading import LoadedBook
 from risk_models.revaluation import book_factors, position_scenarios
 from risk_models.scenarios import ScenarioSet
@@ -90,6 +91,17 @@ class PositionSpec:
 
 
 @dataclass(frozen=True)
+class NormalTerms:
+    """The delta-normal buffer (risk_models.delta_normal) in the optimizer's units: a pool's loss is
+    ``multiplier · ‖factorᵀ δ_b‖`` with δ_b its USD exposure per unit return of each asset (scaled)."""
+
+    factor: np.ndarray  # (M, r) F with F Fᵀ = Σ over the book's M assets (underlyings included)
+    multiplier: float  # c·√h
+    deltas: np.ndarray  # (P, M) scaled USD: each compiled position's exposure (risk_models.position_deltas)
+    asset_row: np.ndarray  # (A,) row of each of ProblemData.assets in the factor
+
+
+@dataclass(frozen=True)
 class ProblemData:
     scale: float
     assets: list[str]
@@ -117,6 +129,7 @@ class ProblemData:
     pnl_affine: np.ndarray | None = None  # (P, 2) α, β with PnL loss = α + β·x (nan: not affine over the set)
     mm_affine: np.ndarray | None = None  # (P, 2) the same for the scenario maintenance margin
     aggregate: bool = True  # scenario rows over factors (S × F) instead of positions (S × N)
+    normal: NormalTerms | None = None  # the closed-form delta-normal buffer (a second-order cone) instead of rows
     loan_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # cross slots taking new loans
     loan_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))  # annual borrow rate of each loan slot
     loan_cap: float = 0.0  # scaled USD: the largest new loan in one slot (and the big-M of Multi-Assets mode)
@@ -225,7 +238,9 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     loan_rates = np.array([policy.borrow_rates[assets[slots[i].asset]] for i in loan_slots])
     _check_no_arbitrage(policy, [assets[slots[i].asset] for i in loan_slots])
     gross_notional = sum(p.notional for p in positions)
+    normal = _normal_terms(loaded, cb, policy, scenarios, assets, buckets, slots, positions, scale)
     return ProblemData(
+        normal=normal,
         scale=scale, assets=assets, prices=prices, holdings=holdings, wallet_now=wallet_now, buckets=buckets,
         slots=slots, positions=positions, returns=r, probabilities=scenarios.probabilities,
         cover=scenarios.coverage, loss=loss, mm_path=mm_path,
@@ -268,6 +283,31 @@ def _check_no_arbitrage(policy: Policy, borrowed: list[str]) -> None:
                              f"posting {asset} earns {-earned:g} a year but borrowing it costs only {rate:g}: the "
                              "optimizer would borrow without limit",
                              f"set borrow_rates.{asset} to at least {-earned:g}, or remove {asset} from borrow_rates")
+
+
+def _normal_terms(loaded: LoadedBook, cb: CompiledBook, policy: Policy, scenarios: ScenarioSet, assets: list[str],
+                  buckets: list[BucketSpec], slots: list[Slot], positions: list[PositionSpec], scale: float
+                  ) -> NormalTerms | None:
+    """The delta-normal data, or None for scenario models.  The cone holds pool equity linear in the holdings, so
+    a settle asset that carries its positions' PnL inside a haircut (bid/ask rates or tiers) is refused."""
+    model = normal_model_of(scenarios, policy.risk_model.method)
+    if model is None:
+        return None
+    for i, slot in enumerate(slots):
+        bucket = buckets[slot.bucket]
+        if bucket.position is not None or slot.plain:
+            continue
+        if any(p.cross_bucket == slot.bucket and p.settle == slot.asset for p in positions):
+            raise RiskModelError(
+                f"{bucket.label}: {assets[slot.asset]} settles positions and is valued with a haircut or bid/ask "
+                f"rates, which the delta-normal cone cannot hold linearly (slot {i})",
+                "use risk_model.method: monte_carlo for this book")
+    index = {a: i for i, a in enumerate(cb.assets)}
+    missing = [a for a in assets if a not in index]
+    if missing:
+        raise RiskModelError(f"assets {missing} are held but not priced in the compiled book", "add their prices")
+    return NormalTerms(model.factor_for(cb.assets), model.multiplier, position_deltas(cb) / scale,
+                       np.array([index[a] for a in assets], dtype=int))
 
 
 def affine_fit(values: np.ndarray, x: np.ndarray, tol: float = 1e-10) -> np.ndarray:

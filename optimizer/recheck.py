@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from risk_models.compiled import CompiledBook, compile_book
+from risk_models.delta_normal import normal_model_of, normal_requirement
 from risk_models.errors import PmoptError
 from risk_models.liquidation import liquidation_prices
 from risk_models.loading import LoadedBook, check_book
@@ -44,9 +45,14 @@ class Checked:
 def evaluate_book(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet) -> Checked:
     cb = compile_book(loaded)
     st = evaluate(cb)
-    measure = RiskMeasure(policy.risk_model.measure, policy.risk_model.confidence)
-    risks = portfolio_margin(cb, st, scenarios, measure, policy.cross.buffer, tuple(policy.risk_model.pegged),
-                             attribution=False)
+    normal = normal_model_of(scenarios, policy.risk_model.method)
+    if normal is None:
+        measure = RiskMeasure(policy.risk_model.measure, policy.risk_model.confidence)
+        risks = portfolio_margin(cb, st, scenarios, measure, policy.cross.buffer, tuple(policy.risk_model.pegged),
+                                 attribution=False)
+    else:
+        need, stressed = normal_requirement(cb, st, normal, policy.cross.buffer)
+        risks = [BucketRisk(b, float(need[b]), float(stressed[b])) for b in range(cb.n_buckets)]
     return Checked(loaded, cb, st, risks, liquidation_prices(cb, st))
 
 

@@ -164,6 +164,8 @@ def explain(name: str, kind: str, shadow: float, horizon_days: float) -> str:
         "exclusive": "Multi-Assets mode on",
         "loan_limit": "the loan limit on",
     }.get(kind, "")
-    target = name.split(" ", 1)[1] if " " in name else name
+    prefixes = ("isolated margin ", "venue margin ", "initial margin ", "multi-assets mode ", "venue cap ",
+                "buffer ", "concentration ", "reserve ", "isolated ", "borrowing ")
+    target = next((name[len(p):] for p in prefixes if name.startswith(p)), name)
     return (f"{what} {target} binds: each extra 1,000 USD of requirement there costs {per_1000:,.2f} USD over the "
             f"{horizon_days:g}-day carry horizon; each 1,000 USD less saves as much.").strip()

@@ -165,7 +165,7 @@ def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked,
     return {
         "version": 1, "status": sol.status, "objective": policy.objective, "objective_value": sol.objective,
         "objective_value_before": before_value,
-        "solver": {"name": "HIGHS", "mip_gap": sol.mip_gap, "seconds": sol.seconds},
+        "solver": {"name": sol.solver_name, "mip_gap": sol.mip_gap, "seconds": sol.seconds},
         "allocations": allocations, "transfers": transfers(data, sol), "trades": trades, "margin_modes": modes,
         "before": {"locked": locked_b, "free": free_b, "accounts": _accounts(before)},
         "after": {"locked": locked_a, "free": free_a, "accounts": _accounts(after)},

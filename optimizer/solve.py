@@ -51,6 +51,7 @@ class Solution:
     timing: dict[str, float] = field(default_factory=dict)  # seconds: cvxpy compile, solver, separation
     rounds: int = 1  # MILP solves (constraint generation adds rounds)
     scenario_rows: int | None = None  # scenario rows kept over all pools (None: every scenario)
+    solver_name: str = "HIGHS"
 
 
 def _problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None,
@@ -143,9 +144,8 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
     gap = _mip_gap(prob)
     status = "optimal" if prob.status == "optimal" else ("time_limit" if "inaccurate" in prob.status else prob.status)
     # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals
-    xf = make_decision(data, fixed_z=z)
-    fixed_modes = [var == _mode_value(x, acct) for acct, var in xf.mode.items()]
-    lp, terms, _, parts = _problem(data, xf, fixed_modes, rows=rows)
+    xf = make_decision(data, fixed_z=z, fixed_modes={acct: _mode_value(x, acct) for acct in x.mode})
+    lp, terms, _, parts = _problem(data, xf, rows=rows)
     seconds += _run(lp, time_limit, mip_gap, timing)
     if lp.status != "optimal":
         raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")

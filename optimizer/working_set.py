@@ -31,6 +31,7 @@ from risk_models.scenarios import ScenarioSet
 from risk_models.schema import Book
 from risk_models.venue_margin import evaluate
 
+from .conic import solve_conic
 from .problem import ProblemData
 from .recommendation import recommended_book
 from .solve import Solution, solve
@@ -44,7 +45,7 @@ MAX_ADDED = 4
 def worth_it(data: ProblemData, min_scenarios: int = 200) -> bool:
     """Constraint generation pays when the working set is much smaller than the set: ES tails and worst cases
     over a few hundred scenarios or more.  Scanning grids (a worst case per risk unit) are small: solved whole."""
-    return data.units is None and data.returns.shape[0] >= min_scenarios and any(
+    return data.units is None and data.normal is None and data.returns.shape[0] >= min_scenarios and any(
         b.position is None for b in data.buckets)
 
 
@@ -136,6 +137,8 @@ def solve_generated(loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSe
                     mip_gap: float = 1e-6) -> Solution:
     """:func:`optimizer.solve.solve` with scenario constraint generation where it pays (:func:`worth_it`), the
     whole scenario set otherwise.  The same optimum either way."""
+    if data.normal is not None:  # the closed-form delta-normal buffer: a cone, no scenario rows
+        return solve_conic(data, time_limit=time_limit, mip_gap=mip_gap)
     if not worth_it(data):
         return solve(data, time_limit=time_limit, mip_gap=mip_gap)
     oracle = ScenarioOracle(loaded, data, scenarios)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .delta_normal import NormalModel
 from .estimators import EWMACovariance
 from .market_data import PriceHistory, PriceWindow
 from .scenarios import (
@@ -49,8 +50,10 @@ def build_scenarios(model: RiskModelPolicy, assets: Sequence[str], history: Pric
         else:
             cov = EWMACovariance().fit(window.log_returns()).covariance_
             sc = monte_carlo(cov, window.assets, MC_SCENARIOS, seed=0, horizon_days=h, pegged=pegged)
+            # the covariance travels with the draws: the delta-normal method uses it in closed form
+            normal = NormalModel(tuple(window.assets), cov, model.confidence, h)
             sc = ScenarioSet(sc.assets, sc.returns, sc.labels, "parametric", h, window=_span(window),
-                             meta=dict(sc.meta))
+                             meta={**sc.meta, "normal": normal, "method": model.method})
     if stress:
         shocks = named_shocks([s.model_dump() for s in stress], tuple(assets), horizon_days=h, file=policy_file)
         sc = combine(sc, shocks, pegged=pegged)

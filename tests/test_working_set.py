@@ -101,4 +101,5 @@ def test_generated_optimum_equals_the_full_one_on_random_books(tmp_path_factory:
         assert solve_generated(loaded, problem, sc).status == "infeasible"
         return
     generated = solve_generated(loaded, problem, sc)
-    assert generated.objective == pytest.approx(full.objective, rel=1e-6, abs=1e-6)
+    # equal up to the 1e-9 × locked-capital tie-break, which lies below the solvers' own tolerances
+    assert generated.objective == pytest.approx(full.objective, rel=1e-6, abs=1e-9 * problem.scale)

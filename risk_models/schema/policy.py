@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .common import Strict
 
@@ -21,6 +21,16 @@ class RiskModelPolicy(Strict):
     confidence: float = Field(default=0.99, gt=0.5, lt=1)
     measure: Literal["es", "worst"] = "es"
     pegged: list[str] = Field(default_factory=lambda: ["USDT", "USDC"])
+    # pmopt extension: how a parametric model is evaluated — a Monte Carlo scenario set from the covariance
+    # (an LP/MILP), or the closed-form delta-normal expected shortfall (a second-order cone: Clarabel)
+    method: Literal["monte_carlo", "delta_normal"] = "monte_carlo"
+
+    @model_validator(mode="after")
+    def _method_fits_kind(self) -> RiskModelPolicy:
+        if self.method == "delta_normal" and (self.kind != "parametric" or self.measure != "es"):
+            raise ValueError("method: delta_normal needs kind: parametric and measure: es (the closed form is a "
+                             "normal expected shortfall)")
+        return self
 
 
 class StressScenario(Strict):
@@ -52,3 +62,10 @@ class Policy(Strict):
     borrow_rates: dict[str, Annotated[float, Field(ge=0, le=10)]] = Field(default_factory=dict)
     transfer_cost_bps: NonNegative = 0.0
     mode_switch_cost_bps: NonNegative = 0.0
+
+    @model_validator(mode="after")
+    def _stress_needs_scenarios(self) -> Policy:
+        if self.stress_scenarios and self.risk_model.method == "delta_normal":
+            raise ValueError("stress_scenarios need a scenario set: use risk_model.method: monte_carlo with them, "
+                             "or drop them for the closed-form delta_normal model")
+        return self
