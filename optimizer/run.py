@@ -71,7 +71,11 @@ def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_li
     sol = solve_generated(loaded, data, scenarios, time_limit=time_limit)
     if sol.status == "infeasible":
         cuts = Reductions([], "not computed")
-        if reductions:
+        if data.normal is not None:
+            cuts = Reductions([], "position reductions are not computed for the delta-normal model (its cone is not "
+                                  "in the reduction model): the top-up is the remedy, or use risk_model.method: "
+                                  "monte_carlo")
+        elif reductions:
             cuts = smallest_reductions(loaded, cb, state, data, scenarios,
                                        lambda book: meets_policy(book, policy, scenarios, time_limit), time_limit)
         raise Infeasible(_infeasible_document(data, sol, cuts), cuts.note)
