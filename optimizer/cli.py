@@ -211,6 +211,48 @@ def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None
     _emit({"version": 1, "param": param, "rows": rows}, as_json, lambda: print_sweep(param, rows))
 
 
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--dask-local", type=click.IntRange(1), metavar="N",
+              help="Run on a new local Dask cluster of N single-threaded worker processes.")
+@click.option("--scheduler", metavar="ADDR", help="Run on the Dask cluster whose scheduler is ADDR (tcp://HOST:PORT).")
+@click.option("--workers", type=click.IntRange(1), help="Size of the local process pool (default: the CPU count).")
+@click.option("--prices", type=click.Path(path_type=Path),
+              help="Daily USD closes, CSV or Parquet, for every job (default: the embedded history).")
+@click.option("--time-limit", type=click.FloatRange(1), default=120.0, show_default=True,
+              help="Solver time limit per job, seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON document of spec §7 (and no progress bar).")
+@click.option("--output", type=click.Path(path_type=Path), help="Write one row per job to a .parquet or .csv file.")
+@click.option("--reports", type=click.Path(path_type=Path, file_okay=False),
+              help="Write each job's spec §6 document as DIR/<name>.json.")
+def batch(manifest: Path, dask_local: int | None, scheduler: str | None, workers: int | None, prices: Path | None,
+          time_limit: float, as_json: bool, output: Path | None, reports: Path | None) -> None:
+    """Optimize every job of MANIFEST (spec §7) in parallel; a failing job never stops the others.
+
+    Exit code 0 when every job ran, whatever its status; 2 when the manifest is bad.
+
+    \b
+    Example:
+      pmopt batch examples/batch/manifest.yaml --output results.parquet --reports reports/
+      pmopt batch manifest.yaml --dask-local 4 --json
+    """
+    from .batch import Executor, default_workers, print_batch, run_manifest
+
+    if dask_local and scheduler:
+        raise click.UsageError("give either --dask-local N or --scheduler ADDR, not both")
+    if workers and (dask_local or scheduler):
+        raise click.UsageError("--workers sizes the local process pool; a Dask cluster has its own workers")
+    if dask_local:
+        executor = Executor("dask_local", dask_local)
+    elif scheduler:
+        executor = Executor("dask", None, scheduler)
+    else:
+        executor = Executor("process_pool", workers or default_workers())
+    document = run_manifest(manifest, executor, prices=prices, time_limit=time_limit, output=output,
+                            reports=reports, progress=not as_json)
+    _emit(document, as_json, lambda: print_batch(document))
+
+
 def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:
     """Print ``document`` as JSON (stdout, one document), or the human tables."""
     if as_json:
