@@ -91,6 +91,7 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
       pmopt risk examples/multi_venue/book.yaml --model filtered_historical --horizon 2 --json
     """
     from risk_models.compiled import compile_book
+    from risk_models.delta_normal import normal_model_of
     from risk_models.loading import load_book, load_policy
     from risk_models.market_data import default_prices, load_prices, read_adv
     from risk_models.measures import RiskMeasure
@@ -113,8 +114,9 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
     scenarios = build_scenarios(spec, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
                                 str(policy) if policy else "policy")
     rails = GuardRails(offset_cap, apc_buffer, read_adv(adv) if adv else None, liquidity_coefficient)
+    normal = normal_model_of(scenarios, spec.method) if spec.kind == "parametric" else None
     report = risk_report(loaded.file, cb, state, scenarios, RiskMeasure(spec.measure, spec.confidence), k,
-                         tuple(spec.pegged), model_kind=spec.kind, guard_rails=rails)
+                         tuple(spec.pegged), model_kind=spec.kind, guard_rails=rails, normal=normal)
     _emit(report.to_dict(), as_json, lambda: print_risk_tables(report))
 
 
@@ -251,6 +253,17 @@ def batch(manifest: Path, dask_local: int | None, scheduler: str | None, workers
     document = run_manifest(manifest, executor, prices=prices, time_limit=time_limit, output=output,
                             reports=reports, progress=not as_json)
     _emit(document, as_json, lambda: print_batch(document))
+
+
+@main.group()
+def rules() -> None:
+    """The venues' margin rule sets: the built-in ones, and new ones made from venue data.
+
+    \b
+    Example:
+      pmopt rules list
+      pmopt rules show binance-usdm
+    """
 
 
 def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:

@@ -45,6 +45,8 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
     smallest top-up (from a full elastic re-solve) instead of stopping the sweep."""
     cb = compile_book(loaded)
     data = build_problem(loaded, cb, evaluate(cb), policy, scenarios)
+    if data.normal is not None:  # the cone is solved by outer approximation: each point afresh
+        return [_fresh_point(loaded, with_value(policy, param, v), scenarios, v) for v in values]
     compiled = CompiledProblem(data)
     knobs = compiled.x.knobs
     rows = []
@@ -76,3 +78,14 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
         rows.append({"value": value, "status": sol.status, "objective_value": sol.objective, "locked": locked,
                      "free": free, "top_up": 0.0})
     return rows
+
+
+def _fresh_point(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, value: float) -> dict[str, Any]:
+    try:
+        result = optimize(loaded, policy, scenarios, reductions=False)
+    except Infeasible as exc:
+        return {"value": value, "status": "infeasible", "objective_value": None, "locked": None, "free": None,
+                "top_up": sum(t["value"] for t in exc.document["top_up"])}
+    locked, free = carry(loaded, result.book)
+    return {"value": value, "status": result.document["status"], "objective_value": result.document["objective_value"],
+            "locked": locked, "free": free, "top_up": 0.0}

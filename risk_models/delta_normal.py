@@ -19,6 +19,7 @@ import numpy as np
 from .compiled import CompiledBook
 from .errors import RiskModelError
 from .measures import cov_factor, normal_es_factor
+from .portfolio_margin import BucketRisk
 from .revaluation import revalue
 from .scenarios import ScenarioSet
 from .venue_margin import MarginState, unrealized_pnl
@@ -100,3 +101,44 @@ def normal_model_of(scenarios: ScenarioSet, method: str) -> NormalModel | None:
         raise RiskModelError("risk_model.method delta_normal needs a parametric model's covariance, and this scenario "
                              "set has none", "use risk_model.kind: parametric (the covariance is fitted on the window)")
     return model
+
+
+def normal_bucket_risks(cb: CompiledBook, state: MarginState, model: NormalModel, buffer: float
+                        ) -> list[BucketRisk]:
+    """Every bucket's delta-normal margin with Euler contributions that sum exactly to it.
+
+    The loss part c√h‖Fᵀδ_b‖ splits as Σ_items c√h·(Fᵀδ_item)ᵀu_b with u_b = Fᵀδ_b/‖Fᵀδ_b‖: each position's own
+    delta (its PnL at 100 %), and per collateral asset the rest of the pool's delta in that asset (the holdings'
+    haircut value, net of what the venue's valuation does to the positions' PnL); each position adds k × its MM.
+    Standalone: the same measure per item alone, summed.
+    """
+    f = model.factor_for(cb.assets)
+    c = model.multiplier
+    deltas = bucket_deltas(cb)
+    pos_deltas = position_deltas(cb)
+    pa = cb.positions
+    mm = state.terms.mm_usd
+    out = []
+    for b in range(cb.n_buckets):
+        sigma = deltas[b] @ f
+        norm = float(np.linalg.norm(sigma))
+        u = sigma / norm if norm > 0 else np.zeros_like(sigma)
+        rows = np.nonzero(pa.bucket == b)[0]
+        rest = deltas[b] - pos_deltas[rows].sum(axis=0)
+        contributions: dict[str, float] = {}
+        standalone = float(cb.bucket_extra_mm[b]) * buffer if len(cb.bucket_extra_mm) else 0.0
+        if len(cb.bucket_extra_mm) and cb.bucket_extra_mm[b]:
+            contributions["venue:portfolio_margin"] = buffer * float(cb.bucket_extra_mm[b])
+        for p in rows:
+            s = pos_deltas[p] @ f
+            contributions[cb.position_keys[p][2]] = c * float(s @ u) + buffer * float(mm[p])
+            standalone += c * float(np.linalg.norm(s)) + buffer * float(mm[p])
+        moving = np.abs(rest) > 1e-9 * max(1.0, float(np.abs(deltas[b]).max(initial=0.0)))
+        for a in np.nonzero(moving & np.any(f != 0, axis=1))[0]:  # pegged and unmodelled assets carry no risk
+            s = rest[a] * f[a]
+            contributions[f"collateral:{cb.assets[a]}"] = c * float(s @ u)
+            standalone += c * float(np.linalg.norm(s))
+        need = c * norm + buffer * float(state.maintenance[b])
+        out.append(BucketRisk(b, need, float(state.equity[b]) - c * norm, standalone, standalone - need,
+                              contributions, []))
+    return out

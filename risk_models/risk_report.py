@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .compiled import CompiledBook
+from .delta_normal import NormalModel, normal_bucket_risks
 from .errors import InputError
 from .guard_rails import anti_procyclicality, emir_offset_floor, liquidity_addon
 from .margin_report import check_finite
@@ -61,15 +62,18 @@ class RiskReport:
 
 def risk_report(file: str, cb: CompiledBook, state: MarginState, scenarios: ScenarioSet, measure: RiskMeasure,
                 buffer: float = 1.0, pegged: tuple[str, ...] = DEFAULT_PEGGED, model_kind: str | None = None,
-                guard_rails: GuardRails | None = None) -> RiskReport:
+                guard_rails: GuardRails | None = None, normal: NormalModel | None = None) -> RiskReport:
     """Net portfolio margin, stressed equity, attribution and diversification of every account.
 
     ``model_kind`` names the model in the report (default: the scenario set's kind); "parametric" uses today's
-    maintenance margin for MM_s (spec §5).
+    maintenance margin for MM_s (spec §5); ``normal`` evaluates it in closed form (delta-normal) instead.
     """
     check_finite(file, cb, state)
     kind = model_kind or scenarios.kind
-    risks = portfolio_margin(cb, state, scenarios, measure, buffer, pegged, mm_at_current=kind == "parametric")
+    if normal is not None:  # the closed-form delta-normal margin (risk_models.delta_normal)
+        risks = normal_bucket_risks(cb, state, normal, buffer)
+    else:
+        risks = portfolio_margin(cb, state, scenarios, measure, buffer, pegged, mm_at_current=kind == "parametric")
     if guard_rails is not None:
         risks = [guard_rails.apply(cb, state, r) for r in risks]
     by_bucket: dict[int, BucketRisk] = {r.bucket: r for r in risks}

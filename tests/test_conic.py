@@ -167,3 +167,31 @@ def test_delta_normal_needs_a_parametric_es_model() -> None:
         Policy.model_validate({"version": 1, "risk_model": {"kind": "parametric", "method": "delta_normal"},
                                "stress_scenarios": [{"name": "x", "shocks": {"BTC": -0.2}}]})
     assert cp.installed_solvers().count("CLARABEL") == 1
+
+
+def test_a_sweep_of_the_buffer_solves_each_point_afresh(books: Books) -> None:
+    from optimizer.sweep import run_sweep, with_value
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load(books, book({"a": ({"USDT": 3_000.0}, positions)}, {"USDT": 200_000.0}))
+    rows = run_sweep(loaded, policy(), normal_set(), "buffer", [1.0, 3.0])
+    for row in rows:
+        fresh = optimize(loaded, with_value(policy(), "buffer", row["value"]), normal_set())
+        assert row["objective_value"] == pytest.approx(fresh.document["objective_value"], rel=1e-9)
+    assert rows[1]["objective_value"] >= rows[0]["objective_value"]
+
+
+def test_delta_normal_contributions_sum_exactly_and_diversify(books: Books) -> None:
+    from risk_models.delta_normal import normal_bucket_risks
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load(books, book({"a": ({"USDT": 30_000.0, "BTC": 0.5}, positions)}, {}))
+    cb = compile_book(loaded)
+    state = evaluate(cb)
+    risk = normal_bucket_risks(cb, state, normal_set().meta["normal"], 1.5)[0]
+    need, stressed = normal_requirement(cb, state, normal_set().meta["normal"], 1.5)
+    assert risk.net_portfolio_margin == pytest.approx(need[0], rel=1e-12)
+    assert risk.stressed_equity == pytest.approx(stressed[0], rel=1e-12)
+    assert sum(risk.contributions.values()) == pytest.approx(need[0], rel=1e-9)
+    # 90 % correlated BTC long / ETH short hedge each other: standalone margins add up to more
+    assert risk.diversification_benefit > 0.2 * need[0]
+    # the BTC collateral adds BTC delta: 0.5 BTC = 25,000 USD on top of the long's 100,000
+    assert set(risk.contributions) == {"BTCUSDT", "ETHUSDT", "DOGEUSDT", "collateral:BTC"}
