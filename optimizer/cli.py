@@ -13,6 +13,7 @@ import numpy as np
 
 from risk_models.errors import PmoptError
 
+from .cli_rules import rules_list, rules_show
 from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
 
 
@@ -264,6 +265,10 @@ def rules() -> None:
       pmopt rules list
       pmopt rules show binance-usdm
     """
+
+
+rules.add_command(rules_list)
+rules.add_command(rules_show)
 
 
 def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:
