@@ -14,6 +14,7 @@ import numpy as np
 from risk_models.errors import PmoptError
 
 from .cli_rules import rules_list, rules_show
+from .cli_validate import validate
 from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
 
 
@@ -269,6 +270,7 @@ def rules() -> None:
 
 rules.add_command(rules_list)
 rules.add_command(rules_show)
+main.add_command(validate)
 
 
 def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:
