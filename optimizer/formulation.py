@@ -315,14 +315,7 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
         return out
     # buffer survival: equity >= rho_s(L_s + k MM_s), collateral repriced with the positions in every scenario
     r = data.returns
-    mm_s = bucket.extra_mm_path if bucket.extra_mm_path is not None else np.full(r.shape[0], bucket.extra_mm)
-    k = x.knobs.buffer
-    scen = pool.loss + k * mm_s
-    if pos:
-        mms = data.mm_path[[data.positions[i].index for i in pos]].T  # (S, n)
-        scen = scen + k * position_sum(data, x, pos, data.mm_affine, mms, f"mm {b}")
-    cover = data.cover
-    counted = scen if np.all(cover == 1) else sparse.diags(cover) @ scen
+    counted = scenario_terms(data, x, b, pos, pool)
     if data.units:  # scanning risk: the worst counted term of each risk unit, summed over units
         worst = cp.Variable(len(data.units), nonneg=True, name=f"unit worst {bucket.label}")
         cons = [equity >= cp.sum(worst)]
@@ -337,6 +330,65 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     out.append(Term(f"buffer {bucket.label}", "buffer", cons))
     out.extend(_concentration(data, x, b, slots, pos))
     return out
+
+
+def scenario_terms(data: ProblemData, x: Decision, b: int, pos: list[int], pool: _Pool) -> cp.Expression:
+    """(S,) the counted buffer term cover_s · (L_s + k·MM_s) of cross pool b in every scenario of ``data``."""
+    bucket = data.buckets[b]
+    n_s = data.returns.shape[0]
+    mm_s = bucket.extra_mm_path if bucket.extra_mm_path is not None else np.full(n_s, bucket.extra_mm)
+    k = x.knobs.buffer
+    scen = pool.loss + k * mm_s
+    if pos:
+        mms = data.mm_path[[data.positions[i].index for i in pos]].T  # (S, n)
+        scen = scen + k * position_sum(data, x, pos, data.mm_affine, mms, f"mm {b}")
+    cover = data.cover
+    return scen if np.all(cover == 1) else sparse.diags(cover) @ scen
+
+
+def evaluate_pools(data: ProblemData, x: Decision) -> tuple[np.ndarray, np.ndarray]:
+    """The same expressions evaluated numerically at a solved Decision: every cross pool's counted buffer terms
+    over all scenarios of ``data`` (n_cross, S) and its equity now (n_cross,), scaled USD.
+
+    ``x`` may come from a problem over fewer scenarios (its variables are the same): the pools are rebuilt over
+    ``data`` and their auxiliary variables take the values their definitions force — a hypograph variable the
+    minimum of its upper bounds, an exposure its defining sum — so this is the formulation's own numpy face.
+    """
+    from dataclasses import replace as _replace
+
+    probe = _replace(x, extra=[])
+    terms, equity = [], []
+    for b, bucket in enumerate(data.buckets):
+        if bucket.position is not None:
+            continue
+        slots = _slots_of(data, b)
+        pos = [i for i, p in enumerate(data.positions) if p.cross_bucket == b]
+        pool = _pool(data, probe, b, slots, pos)
+        _settle_auxiliaries(pool.constraints)
+        scen = scenario_terms(data, probe, b, pos, pool)
+        _settle_auxiliaries(probe.extra)
+        probe.extra.clear()
+        terms.append(np.broadcast_to(np.asarray(scen.value, dtype=float), (data.returns.shape[0],)))
+        equity.append(float(pool.equity.value))
+    return np.array(terms).reshape(len(terms), data.returns.shape[0]), np.array(equity)
+
+
+def _settle_auxiliaries(constraints: list[cp.Constraint]) -> None:
+    """Give each auxiliary variable the value its constraints force: ``v <= e`` (hypographs) the elementwise
+    minimum of the bounds e, ``v == e`` (definitions) e."""
+    bounds: dict[int, tuple[cp.Variable, np.ndarray]] = {}
+    for con in constraints:
+        lhs, rhs = con.args
+        if not isinstance(lhs, cp.Variable):
+            continue
+        value = np.asarray(rhs.value, dtype=float)
+        if isinstance(con, cp.constraints.Equality):
+            lhs.value = np.broadcast_to(value, lhs.shape).copy() if lhs.shape else float(value)
+            continue
+        prev = bounds.get(lhs.id)
+        bounds[lhs.id] = (lhs, value if prev is None else np.minimum(prev[1], value))
+    for var, value in bounds.values():
+        var.value = np.broadcast_to(value, var.shape).copy() if var.shape else float(value)
 
 
 def _concentration(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[int]) -> list[Term]:
@@ -412,9 +464,10 @@ def _isolated_terms(data: ProblemData, x: Decision) -> list[Term]:
         slots.append(slot_of_bucket[ps.iso_bucket])
         labels.append(f"isolated margin {data.buckets[ps.iso_bucket].label}")
     out = []
-    if js and x.free is None and all(isinstance(v, cp.Constant) for v in x.mode.values()):
-        # every mode fixed: an isolated bucket is needed or empty, no big-M
-        z_fixed = np.asarray(x.isolated.value, dtype=float)[js]
+    z_fixed = np.asarray(x.isolated.value, dtype=float)[js] if js and x.free is None else None
+    if z_fixed is not None and np.all((z_fixed == 0) | (z_fixed == 1)) and all(
+            isinstance(v, cp.Constant) for v in x.mode.values()):
+        # every mode fixed at 0 or 1: an isolated bucket is needed or empty, no big-M
         on = [k for k in range(len(js)) if z_fixed[k] > 0.5]
         off = [k for k in range(len(js)) if z_fixed[k] <= 0.5]
         if on:

@@ -108,34 +108,36 @@ def _run(prob: cp.Problem, time_limit: float, mip_gap: float, timing: dict[str, 
     return seconds
 
 
-Separator = Callable[["Solution", dict[int, np.ndarray]], dict[int, np.ndarray]]
-"""Given a candidate and the working sets (cross bucket → scenario rows), the scenarios each pool must add."""
+Separator = Callable[[Decision, dict[int, np.ndarray]], dict[int, np.ndarray]]
+"""Given a solved Decision and the working sets (cross bucket → scenario rows), the scenarios each pool must add."""
 
 
 def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
-          rows: dict[int, np.ndarray] | None = None, separate: Separator | None = None) -> Solution:
+          rows: dict[int, np.ndarray] | None = None, separate: Separator | None = None,
+          relax: bool = False) -> Solution:
     """Solve the MILP, then the LP with the binaries fixed (duals); infeasible → elastic top-up.
 
     With ``rows`` and ``separate`` the buffer constraints are generated (:mod:`optimizer.working_set`): the MILP
     is solved over the working sets, the candidate is checked over every scenario, violated scenarios are added
-    and the MILP solved again until none is.
+    and the MILP solved again until none is.  ``relax``: the continuous relaxation (modes in [0, 1]).
     """
     timing: dict[str, float] = {}
     seconds, rounds = 0.0, 0
     while True:
         rounds += 1
-        x = make_decision(data)
+        x = make_decision(data, relax=relax)
         prob, _, _, _ = _problem(data, x, rows=rows)
         seconds += _run(prob, time_limit, mip_gap, timing)
         if prob.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
             return _elastic(data, time_limit, seconds)  # a relaxation is infeasible: so is the full problem
         if x.value.value is None:
             raise SolverError(f"the solver returned no solution (status {prob.status})")
-        z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
+        z = np.asarray(x.isolated.value, dtype=float).clip(0, 1) if data.positions else np.zeros(0)
+        z = z if relax else np.round(z)
         if rows is None or separate is None:
             break
         t0 = time.perf_counter()
-        add = separate(_candidate(data, x, z, prob, seconds), rows)
+        add = separate(x, rows)
         timing["separation"] = timing.get("separation", 0.0) + time.perf_counter() - t0
         seconds += time.perf_counter() - t0
         if not add:
@@ -144,7 +146,8 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
     gap = _mip_gap(prob)
     status = "optimal" if prob.status == "optimal" else ("time_limit" if "inaccurate" in prob.status else prob.status)
     # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals
-    xf = make_decision(data, fixed_z=z, fixed_modes={acct: _mode_value(x, acct) for acct in x.mode})
+    modes = {acct: float(np.asarray(var.value)) if relax else _mode_value(x, acct) for acct, var in x.mode.items()}
+    xf = make_decision(data, fixed_z=z, fixed_modes=modes)
     lp, terms, _, parts = _problem(data, xf, rows=rows)
     seconds += _run(lp, time_limit, mip_gap, timing)
     if lp.status != "optimal":
@@ -158,15 +161,6 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
         timing=timing, rounds=rounds, scenario_rows=used,
     )
-
-
-def _candidate(data: ProblemData, x: Decision, z: np.ndarray, prob: cp.Problem, seconds: float) -> Solution:
-    """The MILP's allocation as a solution (no duals), for the separation oracle."""
-    return Solution(
-        status="optimal", objective=float(prob.value) * data.scale, isolated=z,
-        value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,
-        inflow=np.asarray(x.inflow.value) * data.scale, outflow=np.asarray(x.outflow.value) * data.scale,
-        parts={}, mip_gap=_mip_gap(prob), seconds=seconds)
 
 
 class CompiledProblem:

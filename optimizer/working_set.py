@@ -8,8 +8,10 @@ scenarios with their original probabilities,
 
 is a relaxation of the full constraint (the dropped terms are non-negative), so the restricted optimum is a
 lower bound of the full one.  The separation oracle evaluates every pool of the restricted optimum over *all*
-scenarios with risk_models' exact numpy path.  When every pool meets its full-set requirement, the restricted
-optimum is feasible for the full problem and therefore optimal: the method is exact, not a sample.  Otherwise
+scenarios with the formulation's own expressions evaluated numerically (:func:`optimizer.formulation.
+evaluate_pools`), so it works for the continuous relaxation as well.  When every pool meets its full-set
+requirement, the restricted optimum is feasible for the full problem and therefore optimal: the method is exact,
+not a sample (and the recommendation is re-checked by risk_models' independent numpy path as always).  Otherwise
 the scenarios that the relaxation missed are added — for expected shortfall every scenario above the restricted
 problem's value at risk t_W (with them the restricted and full sums agree at t_W, which is what makes the full
 requirement hold), for the worst case every scenario above equity — and the problem is solved again.  The
@@ -32,8 +34,8 @@ from risk_models.schema import Book
 from risk_models.venue_margin import evaluate
 
 from .conic import solve_conic
+from .formulation import Decision, evaluate_pools
 from .problem import ProblemData
-from .recommendation import recommended_book
 from .solve import Solution, solve
 
 SEPARATION_TOLERANCE = 1e-7
@@ -100,21 +102,24 @@ class ScenarioOracle:
             out[b] = np.unique(np.concatenate([np.argsort(-v, kind="stable")[:m] for v in variants]))
         return out
 
-    def separate(self, book: Book, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """Scenarios to add per pool (empty when the allocation meets every pool's full-set requirement)."""
-        pt = self.pool_terms(book)
+    def separate(self, x: Decision, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+        """Scenarios to add per pool (empty when the solved Decision ``x`` meets every pool's full-set
+        requirement), evaluated by the formulation's own numpy face over every scenario."""
+        terms, equities = evaluate_pools(self.data, x)
+        self.evaluations += 1
         p = self.data.probabilities
+        tol = SEPARATION_TOLERANCE
         out: dict[int, np.ndarray] = {}
         for j, b in enumerate(self.cross):
-            term, equity = pt.terms[j], pt.equity[j]
+            term, equity = terms[j], equities[j]
             full = self.measure.evaluate(term, p) if self.measure.kind == "es" else float(term.max())
-            if full <= equity + self.tolerance:
+            if full <= equity + tol:
                 continue
             mine = np.zeros(term.size, dtype=bool)
             mine[rows[b]] = True
             level = equity if self.measure.kind == "worst" else _restricted_var(term[mine], p[mine],
                                                                                  self.measure.alpha)
-            add = np.nonzero(~mine & (term > level - self.tolerance))[0]
+            add = np.nonzero(~mine & (term > level - tol))[0]
             if self.measure.kind == "es":  # and the full tail itself, so that the next set can price it
                 tail = np.nonzero(~mine & (self.measure.weights(term, p) > 0))[0]
                 add = np.union1d(add, tail)
@@ -134,16 +139,13 @@ def _restricted_var(term: np.ndarray, p: np.ndarray, alpha: float) -> float:
 
 
 def solve_generated(loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSet, time_limit: float = 120.0,
-                    mip_gap: float = 1e-6) -> Solution:
+                    mip_gap: float = 1e-6, relax: bool = False) -> Solution:
     """:func:`optimizer.solve.solve` with scenario constraint generation where it pays (:func:`worth_it`), the
-    whole scenario set otherwise.  The same optimum either way."""
+    whole scenario set otherwise.  The same optimum either way.  ``relax``: the continuous relaxation."""
     if data.normal is not None:  # the closed-form delta-normal buffer: a cone, no scenario rows
         return solve_conic(data, time_limit=time_limit, mip_gap=mip_gap)
     if not worth_it(data):
-        return solve(data, time_limit=time_limit, mip_gap=mip_gap)
+        return solve(data, time_limit=time_limit, mip_gap=mip_gap, relax=relax)
     oracle = ScenarioOracle(loaded, data, scenarios)
-
-    def separate(candidate: Solution, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        return oracle.separate(recommended_book(data, loaded.book, candidate), rows)
-
-    return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=oracle.initial(loaded.book), separate=separate)
+    return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=oracle.initial(loaded.book),
+                 separate=oracle.separate, relax=relax)

@@ -103,3 +103,41 @@ def test_generated_optimum_equals_the_full_one_on_random_books(tmp_path_factory:
     generated = solve_generated(loaded, problem, sc)
     # equal up to the 1e-9 × locked-capital tie-break, which lies below the solvers' own tolerances
     assert generated.objective == pytest.approx(full.objective, rel=1e-6, abs=1e-9 * problem.scale)
+
+
+def test_the_continuous_relaxation_is_generated_exactly_too(books: Books) -> None:
+    # modes in [0, 1]: the separation evaluates the formulation itself, fractional modes included
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load(books, book({"a": ({"USDT": 3_000.0}, positions)}, {"USDT": 40_000.0}))
+    sc = scenarios(3, n=1000)
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(), sc)
+    full = solve(data, relax=True)
+    generated = solve_generated(loaded, data, sc, relax=True)
+    assert generated.objective == pytest.approx(full.objective, rel=1e-6, abs=1e-9 * data.scale)
+    np.testing.assert_allclose(generated.isolated, full.isolated, atol=1e-6)
+    integral = solve_generated(loaded, data, sc)
+    assert generated.objective <= integral.objective * (1 + 1e-9)  # a relaxation never costs more
+
+
+def test_the_formulation_evaluates_to_the_risk_models_terms(books: Books) -> None:
+    # the oracle's two faces: the formulation's expressions evaluated at a solution, and risk_models' revaluation
+    from optimizer.formulation import evaluate_pools, make_decision
+    from optimizer.solve import _problem
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0)]
+    loaded = load(books, book({"a": ({"USDT": 30_000.0, "BTC": 0.2}, positions)}, {"USDT": 40_000.0}),
+                  TIERED_RULES)
+    sc = scenarios(4, n=300)
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(), sc)
+    x = make_decision(data)
+    prob, _, _, _ = _problem(data, x)
+    prob.solve(solver="HIGHS")
+    terms, equity = evaluate_pools(data, x)
+    z = np.round(np.asarray(x.isolated.value, dtype=float))
+    from optimizer.solve import Solution
+    sol = Solution("optimal", 0.0, z, np.asarray(x.value.value) * data.scale, np.asarray(x.wallet.value) * data.scale,
+                   np.asarray(x.inflow.value) * data.scale, np.asarray(x.outflow.value) * data.scale, {}, 0.0, 0.0)
+    pt = ScenarioOracle(loaded, data, sc).pool_terms(recommended_book(data, loaded.book, sol))
+    np.testing.assert_allclose(terms * data.scale, pt.terms, rtol=1e-7, atol=1e-6 * data.scale)
+    np.testing.assert_allclose(equity * data.scale, pt.equity, rtol=1e-7)
