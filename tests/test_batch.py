@@ -8,6 +8,7 @@ in well under a second; the batch machinery, not the optimizer, is under test.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -321,3 +322,16 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path, monkeypatch: pyt
     code, _, err = _run("batch", str(path), "--scheduler", f"tcp://127.0.0.1:{port}", "--json")
     assert code == 1
     assert f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}" in err and "--dask-local N" in err
+
+
+
+def test_benchmark_job_runs(tmp_path: Path) -> None:
+    """benchmarks/batch.py's synthetic job on the process pool (its Dask half is the test above, on other books)."""
+    spec = importlib.util.spec_from_file_location("batch_benchmark", ROOT / "benchmarks" / "batch.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    figures, rows = bench.measure(bench.write_job(tmp_path, 2), Executor("process_pool", 2))
+    assert figures["jobs"] == 2 and figures["statuses"] == ["optimal"]
+    assert figures["books_per_minute"] == pytest.approx(60 * 2 / figures["wall_s"], rel=1e-12)
+    assert rows[0]["objective_value"] == rows[1]["objective_value"] > 0  # the same job twice, the same answer
+    assert bench.agree(rows, rows[::-1])
