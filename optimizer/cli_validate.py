@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .validate import KINDS, check_file
+from .input_check import KINDS, check_file
 
 
 @click.command()

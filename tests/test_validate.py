@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-from optimizer.validate import check_file, detect_kind, problems
+from optimizer.input_check import check_file, detect_kind, problems
 from tests.conftest import dump_yaml, linear, rules_dict
 
 ROOT = Path(__file__).resolve().parents[1]
