@@ -13,6 +13,9 @@ import numpy as np
 
 from risk_models.errors import PmoptError
 
+from .cli_ccxt import fetch, import_group, rules_import_ccxt
+from .cli_demo import demo
+from .cli_output import command_progress, output_options, set_quiet
 from .cli_rules import rules_list, rules_show
 from .cli_validate import validate
 from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
@@ -33,20 +36,25 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pmopt")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress display on stderr, for any command.")
+@click.pass_context
+def main(ctx: click.Context, quiet: bool) -> None:
     """pmopt: portfolio-margin optimizer for crypto derivatives desks.
 
     \b
     Example:
+      pmopt demo
       pmopt margin examples/multi_venue/book.yaml
       pmopt risk examples/multi_venue/book.yaml --json
       pmopt optimize examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml
     """
+    set_quiet(ctx, quiet)
 
 
 @main.command()
 @click.argument("book", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document of spec §4 instead of a table.")
+@output_options
 def margin(book: Path, as_json: bool) -> None:
     """Venue margin and liquidation price of every account and position of BOOK.
 
@@ -82,6 +90,7 @@ def margin(book: Path, as_json: bool) -> None:
 @click.option("--liquidity-coefficient", type=click.FloatRange(0), default=0.0, show_default=True,
               help="k of the liquidity charge (used with --adv).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document of spec §5 instead of tables.")
+@output_options
 def risk(book: Path, policy: Path | None, model: str | None, confidence: float | None, measure: str | None,
          horizon: int | None, window: int | None, buffer: float | None, prices: Path | None, offset_cap: float | None,
          apc_buffer: float | None, adv: Path | None, liquidity_coefficient: float, as_json: bool) -> None:
@@ -112,13 +121,16 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
     k = buffer if buffer is not None else (pol.cross.buffer if policy else 1.0)
     cb = compile_book(loaded)
     state = evaluate(cb)
-    history = load_prices(prices) if prices else default_prices()
-    scenarios = build_scenarios(spec, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
-                                str(policy) if policy else "policy")
+    progress = command_progress()
+    with progress.stage(f"generating {spec.kind} scenarios"):
+        history = load_prices(prices) if prices else default_prices()
+        scenarios = build_scenarios(spec, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
+                                    str(policy) if policy else "policy")
     rails = GuardRails(offset_cap, apc_buffer, read_adv(adv) if adv else None, liquidity_coefficient)
     normal = normal_model_of(scenarios, spec.method) if spec.kind == "parametric" else None
-    report = risk_report(loaded.file, cb, state, scenarios, RiskMeasure(spec.measure, spec.confidence), k,
-                         tuple(spec.pegged), model_kind=spec.kind, guard_rails=rails, normal=normal)
+    with progress.stage("computing net portfolio margins"):
+        report = risk_report(loaded.file, cb, state, scenarios, RiskMeasure(spec.measure, spec.confidence), k,
+                             tuple(spec.pegged), model_kind=spec.kind, guard_rails=rails, normal=normal)
     _emit(report.to_dict(), as_json, lambda: print_risk_tables(report))
 
 
@@ -135,6 +147,7 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
               help="Write the recommended state as a book that pmopt margin / risk can re-check.")
 @click.option("--time-limit", type=click.FloatRange(1), default=120.0, show_default=True,
               help="Solver time limit, seconds.")
+@output_options
 def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None, as_json: bool,
              csv_out: Path | None, write_book: Path | None, time_limit: float) -> None:
     """Recommend the collateral mix and cross/isolated modes that meet POLICY at least cost.
@@ -162,11 +175,14 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
         loaded = apply_trades(loaded, trades)
     pol = load_policy(policy)
     cb = compile_book(loaded)
-    history = load_prices(prices) if prices else default_prices()
-    scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
-                                str(policy))
+    progress = command_progress()
+    with progress.stage(f"generating {pol.risk_model.kind} scenarios"):
+        history = load_prices(prices) if prices else default_prices()
+        scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
+                                    str(policy))
     try:
-        result = run_optimize(loaded, pol, scenarios, time_limit=time_limit)
+        with progress.stage("solving and re-checking"):
+            result = run_optimize(loaded, pol, scenarios, time_limit=time_limit)
     except Infeasible as exc:  # the remedies on stdout (JSON or tables), the message on stderr, exit code 3
         _emit(exc.document, as_json, partial(print_infeasible, exc.document, exc.note))
         raise
@@ -185,6 +201,7 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
 @click.option("--values", required=True, help="Comma-separated values, e.g. 1,1.25,1.5,2.")
 @click.option("--prices", type=click.Path(path_type=Path), help="Daily USD closes (default: embedded).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@output_options
 def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None, as_json: bool) -> None:
     """Capital needed as one policy number varies (every point solved and re-checked).
 
@@ -207,11 +224,15 @@ def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None
         raise InputError("--values", values, "must be comma-separated numbers", "e.g. 1,1.25,1.5") from None
     loaded = load_book(book)
     pol = load_policy(policy)
-    history = load_prices(prices) if prices else default_prices()
+    progress = command_progress()
     cb = compile_book(loaded)
-    scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
-                                str(policy))
-    rows = run_sweep(loaded, pol, scenarios, param, points)
+    with progress.stage(f"generating {pol.risk_model.kind} scenarios"):
+        history = load_prices(prices) if prices else default_prices()
+        scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
+                                    str(policy))
+    with progress.bar(f"sweeping {param}", len(points)) as advance:
+        rows = run_sweep(loaded, pol, scenarios, param, points,
+                         on_point=lambda row: advance(f"{param} {row['value']:g}: {row['status']}"))
     _emit({"version": 1, "param": param, "rows": rows}, as_json, lambda: print_sweep(param, rows))
 
 
@@ -270,7 +291,11 @@ def rules() -> None:
 
 rules.add_command(rules_list)
 rules.add_command(rules_show)
+rules.add_command(rules_import_ccxt)
+main.add_command(import_group)
+main.add_command(fetch)
 main.add_command(validate)
+main.add_command(demo)
 
 
 def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:

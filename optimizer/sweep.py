@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,14 +40,20 @@ def with_value(policy: Policy, param: str, value: float) -> Policy:
     return Policy.model_validate(data)
 
 
-def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param: str, values: list[float]
-              ) -> list[dict[str, Any]]:
+def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param: str, values: list[float],
+              on_point: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """One solve per value on one compiled problem; every point re-checked; an infeasible point reports the
-    smallest top-up (from a full elastic re-solve) instead of stopping the sweep."""
+    smallest top-up (from a full elastic re-solve) instead of stopping the sweep.  ``on_point`` is called with
+    each row as soon as it is known (a progress bar)."""
+    done = on_point or (lambda _row: None)
     cb = compile_book(loaded)
     data = build_problem(loaded, cb, evaluate(cb), policy, scenarios)
     if data.normal is not None:  # the cone is solved by outer approximation: each point afresh
-        return [_fresh_point(loaded, with_value(policy, param, v), scenarios, v) for v in values]
+        fresh = []
+        for v in values:
+            fresh.append(_fresh_point(loaded, with_value(policy, param, v), scenarios, v))
+            done(fresh[-1])
+        return fresh
     compiled = CompiledProblem(data)
     knobs = compiled.x.knobs
     rows = []
@@ -71,12 +78,14 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
             except Infeasible as exc:
                 rows.append({"value": value, "status": "infeasible", "objective_value": None, "locked": None,
                              "free": None, "top_up": sum(t["value"] for t in exc.document["top_up"])})
+                done(rows[-1])
                 continue
         book = recommended_book(data, loaded.book, sol)
         recheck(loaded, book, pol, scenarios, data.scale)
         locked, free = carry(loaded, book)
         rows.append({"value": value, "status": sol.status, "objective_value": sol.objective, "locked": locked,
                      "free": free, "top_up": 0.0})
+        done(rows[-1])
     return rows
 
 
