@@ -73,6 +73,7 @@ def rules_from_ccxt_tiers(
     liquidation_fee_rate: float = 0.0,
     not_covered: str | None = None,
     contract_sizes: Mapping[str, float] | None = None,
+    contract_ids: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Convert ccxt leverage tiers into a rules-file dict (spec §2), contracts sorted by id.
 
@@ -80,15 +81,17 @@ def rules_from_ccxt_tiers(
     maintenanceMarginRate, ``max_leverage`` = maxLeverage; tiers are sorted by minNotional and must be
     contiguous from 0.  Caps are in the tiers' currency: the settle asset (coin units for inverse contracts).
     ``contract_sizes`` maps ccxt symbols to a contract size; linear contracts default to 1 (qty in base
-    units), inverse contracts (USD face value per contract) must be given one.  Every settle asset is
-    accepted as collateral at ratio 1.  Raises ValueError naming the symbol (and tier) on malformed input.
+    units), inverse contracts (USD face value per contract) must be given one.  ``contract_ids`` maps ccxt
+    symbols to the venue's contract ids (default: the Binance-style id of :class:`CcxtSymbol`).  Every settle
+    asset is accepted as collateral at ratio 1.  Raises ValueError naming the symbol (and tier) on malformed input.
     """
     sizes = dict(contract_sizes or {})
+    ids = dict(contract_ids or {})
     contracts: dict[str, dict[str, Any]] = {}
     origin: dict[str, str] = {}
     for symbol, symbol_tiers in tiers.items():
         parsed = parse_ccxt_symbol(symbol)
-        cid = parsed.contract_id
+        cid = ids.get(symbol, parsed.contract_id)
         if cid in contracts:
             raise ValueError(f"{symbol}: contract id {cid} is also produced by {origin[cid]}")
         origin[cid] = symbol
