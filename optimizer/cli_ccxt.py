@@ -137,12 +137,13 @@ def rules_import_ccxt(tiers: Path, venue: str, exchange: str | None, output: Pat
         Rules.model_validate(imported.rules)
     except ValidationError as exc:
         raise validation_errors(str(tiers), exc) from None
+    output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".json":
         output.write_text(dump_rules_json(imported.rules), encoding="utf-8")
     else:
         write_rules_yaml(imported.rules, output)
     _notes(imported.notes)
-    click.echo(f"wrote {output}: {len(imported.rules['contracts'])} contracts", err=True)
+    click.echo(f"wrote {output}: {len(imported.rules['contracts'])} contract(s)", err=True)
 
 
 @click.command("fetch")

@@ -131,7 +131,8 @@ def sources_from_map(path: Path | str) -> tuple[list[AccountSource], Path | None
             venue=a.venue, account=a.account, positions=base / a.positions, balance=base / a.balance,
             exchange=a.exchange, rules=rules, tiers=rel(a.tiers), markets=rel(a.markets),
             liquidation_fee_rate=a.liquidation_fee_rate, max_leverage=a.max_leverage,
-            symbols=tuple(a.symbols.items()), origin=f"{path}: accounts[{i}]"))
+            default_margin_mode=a.default_margin_mode, symbols=tuple(a.symbols.items()),
+            origin=f"{path}: accounts[{i}]"))
     return sources, rel(spec.prices)
 
 
@@ -162,6 +163,10 @@ def import_ccxt(sources: Sequence[AccountSource], out: Path | str, *, prices_fil
             errors.extend(exc.errors if isinstance(exc, InputErrors) else [exc])
             continue
         if written is not None:
+            if ref in rules_files and rules_files[ref] != written:
+                errors.append(InputError(source.origin, "tiers", f"venue {source.venue} already has rules made "
+                                         "from other tiers", "one venue id has one rule set: use another venue id"))
+                continue
             rules_files[ref] = written
         previous = venue_rules.get(source.venue)
         if previous is not None and previous[0] != ref:
@@ -191,6 +196,7 @@ def write_imported(result: ImportedBook, out: Path | str, header: Sequence[str] 
     from .ccxt_tiers import write_rules_yaml
 
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rules in result.rules_files.items():
         path = out.parent / name

@@ -538,3 +538,41 @@ def test_profiles_from_rule_set_names() -> None:
     assert profile_for(None, "okx-pm-2025-01").exchange == "okx"
     assert profile_for("binance-usdm").exchange == "binanceusdm"
     assert profile_for("my-desk", "hyperliquid").exchange == "hyperliquid"
+
+
+def test_default_margin_mode_fills_an_empty_margin_mode(tmp_path: Path) -> None:
+    positions = _load(BINANCE_MAIN / "positions.json")
+    for p in positions:
+        p["marginMode"] = None  # as ccxt leaves it for Bybit
+    code, _, err = _import_one(tmp_path, positions, None, "--default-margin-mode", "cross")
+    assert code == 0, err
+    modes = [p["margin_mode"] for p in read_yaml(tmp_path / "book.yaml")["venues"]["binanceusdm"]["accounts"]["main"][
+        "positions"]]
+    assert modes == ["cross", "cross", "cross"]
+
+
+def test_map_refuses_a_repeated_account_and_two_rule_sets_for_one_venue(tmp_path: Path) -> None:
+    entry = {"venue": "binance", "exchange": "binanceusdm", "positions": str(BINANCE_MAIN / "positions.json"),
+             "balance": str(BINANCE_MAIN / "balance.json")}
+    other_rules = {**entry, "account": "b", "rules": "binance-usdm-2021"}
+    amap = dump_yaml({"version": 1, "accounts": [entry, entry, other_rules]}, tmp_path / "map.yaml")
+    code, _, err = _run("import", "ccxt", "--accounts", amap, "-o", tmp_path / "b.yaml")
+    assert code == 2
+    assert f"{amap}: accounts[1]: account: account binance/main is already imported from {amap}: accounts[0]" in err
+    assert f"{amap}: accounts[2]: rules: venue binance already uses rules binance-usdm, not binance-usdm-2021" in err
+    code, _, err = _run("import", "ccxt", "--accounts", amap, "--venue", "x", "-o", tmp_path / "b.yaml")
+    assert code == 2 and "--accounts takes every account from the map" in err
+
+
+def test_rules_in_json_syntax_load_like_any_rules_file(tmp_path: Path) -> None:
+    out = tmp_path / "binance.json"
+    assert _run("rules", "import-ccxt", FIX / "binanceusdm" / "tiers.json", "--venue", "binanceusdm", "-o", out)[0] == 0
+    assert out.read_text().startswith("{")
+    position = {"symbol": "BTCUSDT", "qty": 1, "entry_price": 1e5}
+    book = dump_yaml({"version": 1, "prices": {"BTC": 100_000.0, "USDT": 1.0}, "venues": {"b": {
+        "rules": out.name, "accounts": {"main": {"collateral": {"USDT": 10_000}, "positions": [position]}}}}},
+        tmp_path / "book.yaml")
+    code, stdout, err = _run("margin", book, "--json")
+    assert code == 0, err
+    # 100,000 USDT in bracket 2 (50k–600k, 0.5 %, cum 50): 500 − 50 = 450
+    assert json.loads(stdout)["accounts"][0]["positions"][0]["maintenance_margin_settle"] == pytest.approx(450.0)

@@ -23,6 +23,8 @@ class ImportAccount(Strict):
     markets: str | None = Field(default=None, min_length=1)
     liquidation_fee_rate: float | None = Field(default=None, ge=0, lt=1)
     max_leverage: float | None = Field(default=None, gt=0)
+    default_margin_mode: Literal["cross", "isolated"] | None = None
+    """For positions whose ``marginMode`` ccxt leaves empty (Bybit)."""
     positions: str = Field(min_length=1)
     balance: str = Field(min_length=1)
     symbols: dict[str, str] = Field(default_factory=dict)
