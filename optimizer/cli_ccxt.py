@@ -170,8 +170,8 @@ def fetch(exchange: str, symbols: str | None, out_dir: Path, sandbox: bool, book
 
     \b
     Example:
-      export PMOPT_BINANCEUSDM_API_KEY=... PMOPT_BINANCEUSDM_SECRET=...
       pmopt fetch --exchange binanceusdm -o data/binance/ --book book.yaml
+      pmopt fetch --exchange okx --symbols BTC/USDT:USDT,ETH/USDT:USDT -o data/okx/
     """
     from risk_models.ccxt_positions import AccountSource, import_ccxt, write_imported
     from risk_models.ccxt_venues import profile_for
