@@ -1,4 +1,4 @@
-"""`pmopt validate FILE...`: check books, rules, policies and manifests; every problem of every file at once."""
+"""`pmopt validate FILE...`: check input files of every kind; every problem of every file at once."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from .input_check import KINDS, check_file
               help="What every FILE is (default: told from each file's top-level keys).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document with each file's problems.")
 def validate(files: tuple[Path, ...], kind: str | None, as_json: bool) -> None:
-    """Check each FILE (a book with its rules, a rules file, a policy or a batch manifest) without running it.
+    """Check each FILE (a book with its rules, rules, a policy, a batch manifest, a ccxt account map) without
+    running it.
 
     Prints one OK line per valid file; every problem of every file (file, key path, reason, remedy) on stderr.
     Exit code 0 when all are valid, 2 otherwise.

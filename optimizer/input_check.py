@@ -1,5 +1,5 @@
-"""Checking input files without running anything: a book (with its rules), a rules file, a policy or a batch
-manifest, told apart by their top-level keys.  Every problem is collected, none raised."""
+"""Checking input files without running anything: a book (with its rules), a rules file, a policy, a batch
+manifest or a ccxt account map, told apart by their top-level keys.  Every problem is collected, none raised."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from risk_models.loading import load_book, load_policy
 from risk_models.schema import Rules
 from risk_models.yaml_io import read_yaml, validation_errors
 
-Kind = Literal["book", "rules", "policy", "manifest"]
-KINDS: tuple[Kind, ...] = ("book", "rules", "policy", "manifest")
+Kind = Literal["book", "rules", "policy", "manifest", "import-map"]
+KINDS: tuple[Kind, ...] = ("book", "rules", "policy", "manifest", "import-map")
 
 _MARKERS: dict[Kind, frozenset[str]] = {
     "book": frozenset({"venues", "prices", "wallet", "as_of"}),
     "rules": frozenset({"contracts", "collateral", "venue", "source", "margin_model", "liquidation_fee_rate"}),
     "manifest": frozenset({"jobs"}),
+    "import-map": frozenset({"accounts"}),
     "policy": frozenset({"objective", "carry_horizon_days", "risk_model", "stress_scenarios", "cross", "isolated",
                          "concentration", "venue_cap", "reserve", "yields", "borrow_rates", "transfer_cost_bps",
                          "mode_switch_cost_bps"}),
@@ -48,6 +49,8 @@ class FileCheck:
 def detect_kind(data: dict[str, Any]) -> Kind | None:
     """The kind whose characteristic top-level keys the mapping has most of; None when no key is characteristic."""
     keys = set(data)
+    if "accounts" in keys and "venues" not in keys:  # a ccxt account map (its ``prices`` is a file path)
+        return "import-map"
     scores = {kind: len(keys & markers) for kind, markers in _MARKERS.items()}
     best = max(scores.values())
     if best == 0:
@@ -67,8 +70,8 @@ def check_file(path: Path | str, kind: Kind | None = None) -> FileCheck:
         kind = detect_kind(data)
         if kind is None:
             return FileCheck(file, None, [InputError(
-                file, "", "cannot tell whether this is a book, rules, policy or manifest file from its top-level keys "
-                          f"({', '.join(map(str, data)) or 'none'})", "give --kind book|rules|policy|manifest")])
+                file, "", "cannot tell whether this is a book, rules, policy, manifest or import-map file from its "
+                          f"top-level keys ({', '.join(map(str, data)) or 'none'})", f"give --kind {'|'.join(KINDS)}")])
     try:
         summary = _CHECKS[kind](Path(path), data)
     except InputErrors as exc:
@@ -114,4 +117,14 @@ def _manifest(path: Path, _data: dict[str, Any]) -> str:
     return f"manifest: {len(jobs)} jobs"
 
 
-_CHECKS = {"book": _book, "rules": _rules, "policy": _policy, "manifest": _manifest}
+def _import_map(path: Path, data: dict[str, Any]) -> str:
+    from risk_models.schema.imports import ImportMap
+
+    try:
+        mapping = ImportMap.model_validate(data)
+    except ValidationError as exc:
+        raise validation_errors(str(path), exc) from None
+    return f"import map: {len(mapping.accounts)} accounts"
+
+
+_CHECKS = {"book": _book, "rules": _rules, "policy": _policy, "manifest": _manifest, "import-map": _import_map}

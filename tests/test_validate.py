@@ -28,6 +28,7 @@ def _run(*args: str) -> tuple[int, str, str]:
     ({"version": 1, "cross": {"buffer": 1}}, "policy"),
     ({"version": 1}, None),
     ({"version": 1, "jobs": []}, "manifest"),
+    ({"version": 1, "prices": "closes.csv", "accounts": []}, "import-map"),
 ])
 def test_kind_from_top_level_keys(keys: dict, kind: str | None) -> None:
     assert detect_kind(keys) == kind
@@ -67,8 +68,9 @@ def test_every_problem_of_every_file_with_key_paths(tmp_path: Path) -> None:
 
 def test_kind_option_and_undetectable_files(tmp_path: Path) -> None:
     odd = dump_yaml({"version": 1, "foo": 1}, tmp_path / "odd.yaml")
-    assert problems(odd) == [f"{odd}: cannot tell whether this is a book, rules, policy or manifest file from its "
-                             "top-level keys (foo, version) (give --kind book|rules|policy|manifest)"]
+    assert problems(odd) == [f"{odd}: cannot tell whether this is a book, rules, policy, manifest or import-map "
+                             "file from its top-level keys (foo, version) "
+                             "(give --kind book|rules|policy|manifest|import-map)"]
     assert problems(odd, "policy") == [f"{odd}: foo: unknown key"]
     rules = dump_yaml(rules_dict({"X": linear("X", [{"cap": 10.0, "mmr": 0.02, "max_leverage": 10},
                                                    {"cap": 5.0, "mmr": 0.01, "max_leverage": 20}])}),
@@ -89,3 +91,11 @@ def test_manifest_with_a_missing_job_file(tmp_path: Path) -> None:
     check = check_file(manifest)
     assert check.kind == "manifest"
     assert [p.key for p in check.problems] == ["jobs[0].book", "jobs[0].policy"]
+
+
+def test_import_map(tmp_path: Path) -> None:
+    mapping = dump_yaml({"version": 1, "accounts": [{"venue": "binance", "positions": "p.json"}]},
+                        tmp_path / "accounts.yaml")
+    check = check_file(mapping)
+    assert check.kind == "import-map"
+    assert [(p.key, p.reason) for p in check.problems] == [("accounts[0].balance", "required key is missing")]
