@@ -20,6 +20,9 @@ demo: $(STAMP)
 	$(BIN)/pmopt optimize examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml
 
 test: $(STAMP)
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) || \
+		echo "warning: chromium is not installed; the report's browser test skips (and fails under CI=true)"
 	$(BIN)/python -m pytest
 	$(BIN)/ruff check optimizer risk_models tests benchmarks
 

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -20,6 +21,14 @@ from .cli_rules import rules_list, rules_show
 from .cli_validate import validate
 from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
 
+if TYPE_CHECKING:
+    from risk_models.loading import LoadedBook
+    from risk_models.scenarios import ScenarioSet
+    from risk_models.schema.policy import Policy
+
+    from .progress import Progress
+    from .run import Result
+
 
 class _Group(click.Group):
     """Turns pmopt's typed errors into a clear message and their exit code, never a traceback."""
@@ -32,6 +41,19 @@ class _Group(click.Group):
         except PmoptError as exc:
             click.echo(f"error: {exc}".replace("\n", "\nerror: "), err=True)
             sys.exit(exc.exit_code)
+
+
+def _buffers(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:
+    """--report-sweep: '1,1.5,2' → [1.0, 1.5, 2.0]; 'none' (or nothing) → []."""
+    if value.strip().lower() in ("", "none"):
+        return []
+    try:
+        values = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        values = [-1.0]
+    if not all(v >= 0 for v in values):  # NaN too
+        raise click.BadParameter(f"{value!r}: give comma-separated non-negative buffers, e.g. 1,1.5,2, or none")
+    return values
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,9 +169,16 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
               help="Write the recommended state as a book that pmopt margin / risk can re-check.")
 @click.option("--time-limit", type=click.FloatRange(1), default=120.0, show_default=True,
               help="Solver time limit, seconds.")
+@click.option("--report", "report_html", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write an offline HTML report with interactive charts of the recommendation.")
+@click.option("--png", "png_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write the report's charts as PNG files into DIR (matplotlib).")
+@click.option("--report-sweep", default="1,1.25,1.5,2,3", show_default=True, callback=_buffers,
+              help="Buffers k of the report's capital-vs-buffer chart, one optimization each ('none': no sweep).")
 @output_options
 def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None, as_json: bool,
-             csv_out: Path | None, write_book: Path | None, time_limit: float) -> None:
+             csv_out: Path | None, write_book: Path | None, time_limit: float, report_html: Path | None,
+             png_dir: Path | None, report_sweep: list[float]) -> None:
     """Recommend the collateral mix and cross/isolated modes that meet POLICY at least cost.
 
     Exit code 3 when the policy cannot be met: the smallest top-up, and the smallest position reductions that
@@ -159,6 +188,7 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
     Example:
       pmopt optimize examples/multi_venue/book.yaml --policy examples/multi_venue/policy.yaml
       pmopt optimize BOOK --policy POLICY --trades planned.csv --json --write-book after.yaml
+      pmopt optimize BOOK --policy POLICY --report report.html --png charts/ --report-sweep 1,1.5,2
     """
     from risk_models.compiled import compile_book
     from risk_models.loading import load_book, load_policy
@@ -190,6 +220,8 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
         write_yaml(result.book.model_dump(exclude_none=True), write_book)
     if csv_out:
         _write_allocations_csv(result.document["allocations"], csv_out)
+    if report_html or png_dir:
+        _write_report(loaded, pol, scenarios, result, report_html, png_dir, report_sweep, time_limit, progress)
     _emit(result.document, as_json, lambda: print_recommendation(result.document))
 
 
@@ -304,6 +336,19 @@ def _emit(document: dict, as_json: bool, render: Callable[[], None]) -> None:
         click.echo(json.dumps(document, indent=2, allow_nan=False))
     else:
         render()
+
+
+def _write_report(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, result: Result, html: Path | None,
+                  png_dir: Path | None, sweep: list[float], time_limit: float, progress: Progress) -> None:
+    """``pmopt optimize --report / --png``: the report of a re-checked recommendation."""
+    from .report import build_report, write_html, write_pngs
+
+    with progress.stage(f"building the report ({len(sweep)} buffer points)"):
+        data = build_report(loaded, policy, scenarios, result, sweep, time_limit)
+    if html:
+        write_html(data, html)
+    if png_dir:
+        write_pngs(data, png_dir)
 
 
 def _write_allocations_csv(rows: list[dict], path: Path) -> None:
