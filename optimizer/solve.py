@@ -145,13 +145,25 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         rows = {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}
     gap = _mip_gap(prob)
     status = "optimal" if prob.status == "optimal" else ("time_limit" if "inaccurate" in prob.status else prob.status)
-    # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals
+    # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals.  Its optimum may be
+    # another allocation of the same cost (ties within the solver's tolerance): it is checked over every scenario
+    # too, and re-solved over the grown working sets until it holds (the MILP's optimum bounds it from above).
     modes = {acct: float(np.asarray(var.value)) if relax else _mode_value(x, acct) for acct, var in x.mode.items()}
-    xf = make_decision(data, fixed_z=z, fixed_modes=modes)
-    lp, terms, _, parts = _problem(data, xf, rows=rows)
-    seconds += _run(lp, time_limit, mip_gap, timing)
-    if lp.status != "optimal":
-        raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")
+    while True:
+        xf = make_decision(data, fixed_z=z, fixed_modes=modes)
+        lp, terms, _, parts = _problem(data, xf, rows=rows)
+        seconds += _run(lp, time_limit, mip_gap, timing)
+        if lp.status != "optimal":
+            raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")
+        if rows is None or separate is None:
+            break
+        t0 = time.perf_counter()
+        add = separate(xf, rows)
+        timing["separation"] = timing.get("separation", 0.0) + time.perf_counter() - t0
+        seconds += time.perf_counter() - t0
+        if not add:
+            break
+        rows = {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}
     used = int(sum(len(r) for r in rows.values())) if rows is not None else None
     return Solution(
         status=status, objective=float(lp.value) * data.scale, isolated=z,
