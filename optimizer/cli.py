@@ -16,7 +16,7 @@ from risk_models.errors import PmoptError
 
 from .cli_ccxt import fetch, import_group, rules_import_ccxt
 from .cli_demo import demo
-from .cli_output import command_progress, output_options, set_quiet
+from .cli_output import command_progress, is_quiet, output_options, set_quiet
 from .cli_rules import rules_list, rules_show
 from .cli_validate import validate
 from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
@@ -306,7 +306,7 @@ def batch(manifest: Path, dask_local: int | None, scheduler: str | None, workers
     else:
         executor = Executor("process_pool", workers or default_workers())
     document = run_manifest(manifest, executor, prices=prices, time_limit=time_limit, output=output,
-                            reports=reports, progress=not as_json)
+                            reports=reports, progress=not (as_json or is_quiet()))
     _emit(document, as_json, lambda: print_batch(document))
 
 

@@ -157,3 +157,19 @@ def test_demo_runs_the_three_steps(tmp_path: Path) -> None:
     assert doc["optimize"]["status"] == "optimal"
     assert doc["optimize"]["objective_value"] == pytest.approx(791.01, abs=0.05)
     assert sorted(p.name for p in (tmp_path / "desk").iterdir()) == sorted(DESK_FILES)
+
+
+def test_global_quiet_also_silences_the_batch_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    import optimizer.batch as batch_module
+
+    seen: list[bool] = []
+
+    def fake_run(*_args: object, progress: bool, **_kwargs: object) -> dict:
+        seen.append(progress)
+        return {"version": 1, "jobs": [], "seconds": 0.0, "executor": {"kind": "process_pool", "workers": 1}}
+
+    monkeypatch.setattr(batch_module, "run_manifest", fake_run)
+    manifest = str(ROOT / "examples" / "batch" / "manifest.yaml")
+    for args in (["batch", manifest], ["--quiet", "batch", manifest], ["batch", manifest, "--json"]):
+        assert _run(*args).exit_code == 0
+    assert seen == [True, False, False]
