@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from optimizer.problem import build_problem
-from optimizer.solve import solve
+from optimizer.solve import SolverError, solve
 from optimizer.working_set import solve_generated
 from risk_models.compiled import compile_book
 from risk_models.loading import LoadedBook, check_book, load_rules
@@ -73,7 +73,7 @@ def synthetic(n_positions: int, n_scenarios: int, seed: int = 5) -> tuple[Loaded
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50x2500,500x5000")
-    ap.add_argument("--time-limit", type=float, default=300.0)
+    ap.add_argument("--time-limit", type=float, default=900.0)
     args = ap.parse_args()
     results = []
     for size in args.sizes.split(","):
@@ -88,7 +88,12 @@ def main() -> None:
                 ("direct", partial(solve, time_limit=args.time_limit), False))
         for label, run, aggregate in runs:
             t0 = time.perf_counter()
-            sol = run(data=replace(data, aggregate=aggregate))
+            try:
+                sol = run(data=replace(data, aggregate=aggregate))
+            except SolverError as exc:  # e.g. the direct formulation over its time limit: recorded, not fatal
+                row[f"{label}_s"], row[f"{label}_objective"], row[f"{label}_status"] = None, None, str(exc)
+                print(f"  {label}: {exc}", flush=True)
+                continue
             row[f"{label}_s"] = time.perf_counter() - t0 + t_data
             row[f"{label}_objective"] = sol.objective
             row[f"{label}_status"] = sol.status
@@ -96,6 +101,9 @@ def main() -> None:
             row[f"{label}_solver_s"] = sol.timing.get("solver", 0.0)
             row[f"{label}_rounds"] = sol.rounds
             row[f"{label}_scenario_rows"] = sol.scenario_rows
+        if row.get("direct_s") is None or row.get("pmopt_s") is None:
+            results.append(row)
+            continue
         row["ratio"] = row["direct_s"] / row["pmopt_s"]
         row["agree"] = bool(abs(row["pmopt_objective"] - row["direct_objective"])
                             <= 1e-6 * max(abs(row["direct_objective"]), 1e-9) + 1e-9)
@@ -109,7 +117,7 @@ def main() -> None:
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "optimize.json").write_text(json.dumps(results, indent=2))
-    if not all(r["agree"] for r in results):
+    if not all(r.get("agree", True) for r in results):
         raise SystemExit("pmopt's path and the direct formulation disagree")
 
 

@@ -464,7 +464,8 @@ def _isolated_terms(data: ProblemData, x: Decision) -> list[Term]:
         slots.append(slot_of_bucket[ps.iso_bucket])
         labels.append(f"isolated margin {data.buckets[ps.iso_bucket].label}")
     out = []
-    z_fixed = np.asarray(x.isolated.value, dtype=float)[js] if js and x.free is None else None
+    fixed = js and x.free is None and isinstance(x.isolated, cp.Constant)
+    z_fixed = np.asarray(x.isolated.value, dtype=float)[js] if fixed else None
     if z_fixed is not None and np.all((z_fixed == 0) | (z_fixed == 1)) and all(
             isinstance(v, cp.Constant) for v in x.mode.values()):
         # every mode fixed at 0 or 1: an isolated bucket is needed or empty, no big-M

@@ -171,3 +171,17 @@ def test_no_reductions_when_even_closing_everything_fails(books: Books) -> None:
     assert exc.document["reductions"] == []
     assert sum(t["value"] for t in exc.document["top_up"]) == pytest.approx(213_500, rel=1e-9)
     assert "the reserve of 200,000 USDT exceeds the 100,000 USDT the desk would hold" in str(exc)
+
+
+def test_pinned_positions_on_an_unmeetable_policy_get_remedies_not_a_crash(books) -> None:
+    # every mode fixed (pinned), one of them isolated: the reduction model builds the isolated terms with a
+    # mode expression, not constants — the recommendation is the exit-3 document with both remedies
+    from optimizer.run import Infeasible, optimize
+    from tests.test_optimizer import book, load, policy, pos, scenarios
+    positions = [pos("BTCUSDT", 2.0, pinned=True), pos("DOGEUSDT", 5e5, "isolated", 30_000.0, pinned=True)]
+    raw = book({"a": ({"USDT": 5_000.0}, positions)}, {})
+    with pytest.raises(Infeasible) as exc:
+        optimize(load(books, raw), policy(cross={"buffer": 20.0}), scenarios(2))
+    doc = exc.value.document
+    assert sum(row["value"] for row in doc["top_up"]) > 0
+    assert doc["reductions"] and all(r["notional_reduced"] > 0 for r in doc["reductions"])
