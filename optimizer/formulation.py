@@ -317,6 +317,13 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     r = data.returns
     counted = scenario_terms(data, x, b, pos, pool)
     if data.units:  # scanning risk: the worst counted term of each risk unit, summed over units
+        # Σ_units max_s(E_now − E_s + k·MM_s) counts today's equity once per unit, so it does not cancel as it
+        # does in one measure: an under-filled haircut slice (hv < H(v), which the slice model allows) would
+        # lower the requirement.  Today's equity inside the terms is taken at the first tier's rate instead,
+        # a linear upper bound of the concave haircut value (exact while holdings stay in the first tier).
+        gap = _first_tier_gap(data, x, slots, pos)
+        if gap is not None:
+            counted = counted + gap
         worst = cp.Variable(len(data.units), nonneg=True, name=f"unit worst {bucket.label}")
         cons = [equity >= cp.sum(worst)]
         for j, (start, stop) in enumerate(data.units.values()):
@@ -330,6 +337,19 @@ def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
     out.append(Term(f"buffer {bucket.label}", "buffer", cons))
     out.extend(_concentration(data, x, b, slots, pos))
     return out
+
+
+def _first_tier_gap(data: ProblemData, x: Decision, slots: list[int], pos: list[int]) -> cp.Expression | None:
+    """Σ over the pool's tiered collateral slots of (first-tier rate × bid × value − haircut value) >= 0, the
+    amount by which the slice model may under-value today's equity; None when every slot is valued linearly.
+    Settle slots that carry their positions' PnL inside the haircut are valued by their own hypograph."""
+    settles = {data.positions[i].settle for i in pos}
+    tiered = [i for i in slots if len(data.slots[i].ratios) > 1
+              and not (data.slots[i].asset in settles and not data.slots[i].plain)]
+    if not tiered:
+        return None
+    rate = np.array([data.slots[i].ratios[0] * data.slots[i].bid for i in tiered])
+    return rate @ x.value[tiered] - cp.sum(x.haircut_value[tiered])
 
 
 def scenario_terms(data: ProblemData, x: Decision, b: int, pos: list[int], pool: _Pool) -> cp.Expression:

@@ -173,3 +173,17 @@ def test_factor_aggregation_equals_the_direct_formulation(books: Books, seed: in
     a, d = solve(data), solve(replace(data, aggregate=False))
     assert a.objective == pytest.approx(d.objective, rel=1e-6)
     np.testing.assert_array_equal(a.isolated, d.isolated)
+
+
+def test_a_scanning_grid_with_tiered_collateral_passes_the_recheck(books: Books) -> None:
+    # per-unit scanning sums today's equity once per unit: under-filled haircut slices must not lower it
+    from risk_models.scenarios import grid_for_assets
+    from tests.test_optimizer import TIERED_RULES, book, load, policy, pos
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 5e5)]
+    raw = book({"a": ({"USDT": 20_000.0, "BTC": 0.8}, positions)}, {"USDT": 300_000.0, "BTC": 2.0})
+    loaded = load(books, raw, TIERED_RULES)
+    sc = grid_for_assets("okx", {a: {} for a in ("BTC", "ETH", "DOGE")})
+    pol = policy(risk_model={"kind": "grid", "measure": "worst"}, yields={"USDT": 0.05, "BTC": 0.0})
+    result = optimize(loaded, pol, sc)  # raises RecheckError if the formulation under-counts
+    after = {a["account"]: a for a in result.document["after"]["accounts"]}["a"]
+    assert after["equity"] >= after["net_portfolio_margin"] - 1e-6 * result.data.scale
