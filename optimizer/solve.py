@@ -51,6 +51,7 @@ class Solution:
     timing: dict[str, float] = field(default_factory=dict)  # seconds: cvxpy compile, solver, separation
     rounds: int = 1  # MILP solves (constraint generation adds rounds)
     scenario_rows: int | None = None  # scenario rows kept over all pools (None: every scenario)
+    working_sets: dict[int, np.ndarray] | None = None  # the final working sets (cross bucket → scenario rows)
     solver_name: str = "HIGHS"
 
 
@@ -171,7 +172,7 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         inflow=np.asarray(xf.inflow.value) * data.scale, outflow=np.asarray(xf.outflow.value) * data.scale,
         parts={k: float(v.value) * data.scale for k, v in parts.items()}, mip_gap=gap, seconds=seconds,
         bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
-        timing=timing, rounds=rounds, scenario_rows=used,
+        timing=timing, rounds=rounds, scenario_rows=used, working_sets=rows,
     )
 
 
@@ -179,10 +180,12 @@ class CompiledProblem:
     """The MILP built once; policy numbers live in :class:`~optimizer.formulation.Knobs` Parameters, so that
     re-solving after changing them reuses cvxpy's compiled problem (sweeps)."""
 
-    def __init__(self, data: ProblemData) -> None:
+    def __init__(self, data: ProblemData, rows: dict[int, np.ndarray] | None = None) -> None:
+        """``rows``: the pools' working sets (:mod:`optimizer.working_set`), else every scenario."""
         self.data = data
+        self.rows = rows
         self.x = make_decision(data)
-        self.problem, self.terms, _, self.parts = _problem(data, self.x)
+        self.problem, self.terms, _, self.parts = _problem(data, self.x, rows=rows)
 
     def solve(self, time_limit: float = 120.0, mip_gap: float = 1e-6) -> Solution | None:
         """The MILP optimum at the current knob values (no duals), or None when infeasible."""

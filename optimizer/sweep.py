@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from .recheck import recheck
 from .recommendation import recommended_book
 from .run import Infeasible, carry, optimize
 from .solve import CompiledProblem
+from .working_set import ScenarioOracle, solve_generated, worth_it
 
 PARAMS = ("buffer", "confidence", "liquidation_distance")
 
@@ -54,7 +56,11 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
             fresh.append(_fresh_point(loaded, with_value(policy, param, v), scenarios, v))
             done(fresh[-1])
         return fresh
-    compiled = CompiledProblem(data)
+    working = None
+    if worth_it(data):  # compile over the working sets of the base policy's optimum (constraint generation)
+        base = solve_generated(loaded, data, scenarios)
+        working = base.working_sets if base.status != "infeasible" else None
+    compiled = CompiledProblem(data, working)
     knobs = compiled.x.knobs
     rows = []
     for value in values:
@@ -72,14 +78,15 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
             horizon = pol.carry_horizon_days / 365.0
             knobs.yields.value = np.array([pol.yields.get(data.assets[s.asset], 0.0) * horizon for s in data.slots])
         sol = compiled.solve()
+        if sol is not None and working is not None:
+            # the compiled working sets may miss this point's tail: checked over every scenario, else afresh
+            point = replace(data, policy=pol, alpha=pol.risk_model.confidence, buffer=pol.cross.buffer)
+            if ScenarioOracle(loaded, point, scenarios).separate(compiled.x, working):
+                sol = None
         if sol is None:
-            try:
-                optimize(loaded, pol, scenarios, reductions=False)  # a sweep tabulates the top-up only
-            except Infeasible as exc:
-                rows.append({"value": value, "status": "infeasible", "objective_value": None, "locked": None,
-                             "free": None, "top_up": sum(t["value"] for t in exc.document["top_up"])})
-                done(rows[-1])
-                continue
+            rows.append(_fresh_point(loaded, pol, scenarios, value))
+            done(rows[-1])
+            continue
         book = recommended_book(data, loaded.book, sol)
         recheck(loaded, book, pol, scenarios, data.scale)
         locked, free = carry(loaded, book)
