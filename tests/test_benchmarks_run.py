@@ -22,3 +22,14 @@ def test_benchmark_runs_and_agrees(script: str, args: list[str], result: str) ->
     assert done.returncode == 0, done.stderr
     figures = json.loads((BENCH / "results" / result).read_text())
     assert figures["agree"] is True
+
+
+def test_scale_benchmark_runs_and_agrees() -> None:
+    args = ["--positions", "25,50", "--scenarios", "300,600", "--base-scenarios", "300", "--base-positions", "25"]
+    done = subprocess.run([sys.executable, str(BENCH / "scale.py"), *args], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((BENCH / "results" / "scale.json").read_text())
+    rows = figures["positions"]["rows"] + figures["scenarios"]["rows"]
+    assert len(rows) == 4 and all(r["agree"] is True for r in rows)
+    assert all(r["pmopt"]["peak_gib"] > 0 for r in rows)
