@@ -18,6 +18,7 @@ from .cli_ccxt import fetch, import_group, rules_import_ccxt
 from .cli_demo import demo
 from .cli_output import command_progress, is_quiet, output_options, set_quiet
 from .cli_rules import rules_list, rules_show
+from .cli_tables import import_tables_command
 from .cli_validate import validate
 from .render import print_infeasible, print_margin_table, print_recommendation, print_risk_tables, print_sweep
 
@@ -324,6 +325,7 @@ def rules() -> None:
 rules.add_command(rules_list)
 rules.add_command(rules_show)
 rules.add_command(rules_import_ccxt)
+import_group.add_command(import_tables_command)
 main.add_command(import_group)
 main.add_command(fetch)
 main.add_command(validate)
