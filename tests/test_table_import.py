@@ -370,3 +370,21 @@ def test_rules_option_needs_a_known_venue_and_the_venue_a_rule_set(tmp_path: Pat
     assert code == 2 and "write VENUE=RULESET" in err
     code, err = _import(*paths, tmp_path / "b.yaml", "--rules", "okx=okx-ultra")
     assert code == 2 and "error: --rules: okx=okx-ultra: venue okx is in neither table" in err
+
+
+def test_inverse_contracts_are_in_contracts(tmp_path: Path) -> None:
+    positions = POSITIONS + "deribit,hedge,BTC-PERPETUAL,-1000,95000,,cross,,,\n"
+    balances = BALANCES + "deribit,hedge,BTC,2\n"
+    paths = _write(tmp_path, positions=positions, balances=balances)
+    out = tmp_path / "book.yaml"
+    code, err = _import(*paths, out, "--rules", "deribit=deribit-standard")
+    assert code == 0, err
+    assert read_yaml(out)["venues"]["deribit"]["accounts"]["hedge"]["positions"] == [
+        {"symbol": "BTC-PERPETUAL", "qty": -1000.0, "entry_price": 95000.0, "margin_mode": "cross"}]
+    code, printed, err = _run("margin", out, "--json")
+    assert code == 0, err
+    hedge = next(a for a in json.loads(printed)["accounts"] if a["venue"] == "deribit")
+    # 1000 contracts × 10 USD short: PnL −10,000 × (1/95,000 − 1/97,600) BTC, marked at the BTC price 97,600
+    pnl_btc = -10000 * (1 / 95000 - 1 / 97600)
+    assert hedge["equity"] == pytest.approx((2 + pnl_btc) * 97600, rel=1e-12)
+    assert hedge["positions"][0]["notional"] == pytest.approx(10000.0, rel=1e-12)
