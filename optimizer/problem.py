@@ -229,11 +229,19 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
                     im=float(state.terms.im_usd[i] * ask_factor[i]) / scale,
                     iso_need=isolated_need(cb, i, d, alone_unit(cb, loaded, venue_id, i)) / scale,
                 ))
-    loss = (paths.loss + k * paths.maintenance * ask_factor[:, None]) / scale
-    mm_path = paths.maintenance * ask_factor[:, None] / scale
+    # (P, S) arrays, built in place: at thousands of positions × tens of thousands of scenarios each is GiBs
+    mm_path = paths.maintenance
+    mm_path *= ask_factor[:, None] / scale
+    loss = paths.loss
+    loss /= scale
     factors = book_factors(cb)
     x = factors.values(growth)
-    xp = x[factors.of_position]
+    pnl_affine = mm_affine = None
+    if _shared_factors(positions, factors.of_position):  # aggregation per factor can remove columns
+        xp = x[factors.of_position]
+        pnl_affine, mm_affine = affine_fit(loss, xp), affine_fit(mm_path, xp)
+        del xp
+    loss += k * mm_path  # the buffered term L + k·MM of each position alone
     r = scenarios.returns_of(assets, pegged)
     loan_rates = np.array([policy.borrow_rates[assets[slots[i].asset]] for i in loan_slots])
     _check_no_arbitrage(policy, [assets[slots[i].asset] for i in loan_slots])
@@ -246,7 +254,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
         cover=scenarios.coverage, loss=loss, mm_path=mm_path,
         measure="worst" if scenarios.meta.get("units") else policy.risk_model.measure,
         units=scenarios.meta.get("units") or None, factor_values=x, position_factor=factors.of_position,
-        pnl_affine=affine_fit(loss - k * mm_path, xp), mm_affine=affine_fit(mm_path, xp),
+        pnl_affine=pnl_affine, mm_affine=mm_affine,
         alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
         multi_asset_exclusive=exclusive, total_capital=float(holdings.sum()),
         loan_slots=np.array(loan_slots, dtype=int), loan_rates=loan_rates,
@@ -308,6 +316,17 @@ def _normal_terms(loaded: LoadedBook, cb: CompiledBook, policy: Policy, scenario
         raise RiskModelError(f"assets {missing} are held but not priced in the compiled book", "add their prices")
     return NormalTerms(model.factor_for(cb.assets), model.multiplier, position_deltas(cb) / scale,
                        np.array([index[a] for a in assets], dtype=int))
+
+
+def _shared_factors(positions: list[PositionSpec], of_position: np.ndarray) -> bool:
+    """Whether some cross pool holds two positions on one price factor (only then can rows be aggregated)."""
+    seen: set[tuple[int, int]] = set()
+    for p in positions:
+        key = (p.cross_bucket, int(of_position[p.index]))
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
 
 
 def affine_fit(values: np.ndarray, x: np.ndarray, tol: float = 1e-10) -> np.ndarray:
