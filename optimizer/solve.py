@@ -135,15 +135,11 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
             raise SolverError(f"the solver returned no solution (status {prob.status})")
         z = np.asarray(x.isolated.value, dtype=float).clip(0, 1) if data.positions else np.zeros(0)
         z = z if relax else np.round(z)
-        if rows is None or separate is None:
+        grown, spent = _grow(separate, x, rows, timing)
+        seconds += spent
+        if grown is None:
             break
-        t0 = time.perf_counter()
-        add = separate(x, rows)
-        timing["separation"] = timing.get("separation", 0.0) + time.perf_counter() - t0
-        seconds += time.perf_counter() - t0
-        if not add:
-            break
-        rows = {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}
+        rows = grown
     gap = _mip_gap(prob)
     status = "optimal" if prob.status == "optimal" else ("time_limit" if "inaccurate" in prob.status else prob.status)
     # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals.  Its optimum may be
@@ -156,15 +152,11 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         seconds += _run(lp, time_limit, mip_gap, timing)
         if lp.status != "optimal":
             raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")
-        if rows is None or separate is None:
+        grown, spent = _grow(separate, xf, rows, timing)
+        seconds += spent
+        if grown is None:
             break
-        t0 = time.perf_counter()
-        add = separate(xf, rows)
-        timing["separation"] = timing.get("separation", 0.0) + time.perf_counter() - t0
-        seconds += time.perf_counter() - t0
-        if not add:
-            break
-        rows = {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}
+        rows = grown
     used = int(sum(len(r) for r in rows.values())) if rows is not None else None
     return Solution(
         status=status, objective=float(lp.value) * data.scale, isolated=z,
@@ -174,6 +166,21 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
         timing=timing, rounds=rounds, scenario_rows=used, working_sets=rows,
     )
+
+
+def _grow(separate: Separator | None, x: Decision, rows: dict[int, np.ndarray] | None, timing: dict[str, float]
+          ) -> tuple[dict[int, np.ndarray] | None, float]:
+    """The working sets grown by the scenarios a solved Decision violates, or None when it violates none (or
+    there are no working sets); and the seconds the check took."""
+    if rows is None or separate is None:
+        return None, 0.0
+    t0 = time.perf_counter()
+    add = separate(x, rows)
+    spent = time.perf_counter() - t0
+    timing["separation"] = timing.get("separation", 0.0) + spent
+    if not add:
+        return None, spent
+    return {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}, spent
 
 
 class CompiledProblem:
