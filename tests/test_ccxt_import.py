@@ -70,13 +70,12 @@ def _position(book: dict[str, Any], venue: str, account: str, symbol: str) -> di
 def test_binance_positions_against_the_raw_responses(imported: tuple[dict, Path, str]) -> None:
     book = imported[0]
     assert book["venues"]["binance"]["rules"] == "binance-usdm-2024-10"
-    # positionAmt "30", contractSize 1 (USDⓈ-M), rule contract_size 1: 30 ADA, long
+    # Binance's hedge-mode example: positionAmt "30", contractSize 1 (USDⓈ-M), rule contract_size 1: 30 ADA, long
     assert _position(book, "binance", "main", "ADAUSDT") == {
         "symbol": "ADAUSDT", "qty": 30.0, "entry_price": 0.385, "mark_price": 0.4104759, "margin_mode": "cross"}
-    assert _position(book, "binance", "main", "WLDUSDT")["qty"] == 5.0
-    btc = _position(book, "binance", "main", "BTCUSDT")  # positionAmt "-0.002": a short
-    assert (btc["qty"], btc["entry_price"], btc["mark_price"], btc["margin_mode"]) == (-0.002, 96210.5, 95980.1,
-                                                                                       "cross")
+    comp = _position(book, "binance", "main", "COMPUSDT")  # positionAmt "-1.000", positionSide SHORT: a short
+    assert comp == {"symbol": "COMPUSDT", "qty": -1.0, "entry_price": 70.92841, "mark_price": 49.72023376,
+                    "margin_mode": "cross"}
     eth = _position(book, "binance", "sub", "ETHUSDT")
     # isolatedMargin 3.5555 includes the uPnL 0.143; the isolated wallet is 3.4125 (the raw isolatedWallet)
     assert eth == {"symbol": "ETHUSDT", "qty": -0.01, "entry_price": 3412.5, "mark_price": 3398.2,
@@ -109,8 +108,9 @@ def test_okx_contracts_become_the_rule_sets_units(imported: tuple[dict, Path, st
 
 def test_prices_marks_and_stablecoins(imported: tuple[dict, Path, str]) -> None:
     book, _, err = imported
-    assert book["prices"] == {"ADA": 0.4104759, "BTC": 95980.1, "ETH": 3398.2, "LTC": 73.14, "WLD": 2.3956,
-                              "USDC": 1.0, "USDT": 1.0}
+    # each underlying priced by its position's mark: BTC by OKX's BTC-USDT-SWAP markPx (the only BTC position)
+    assert book["prices"] == {"ADA": 0.4104759, "BTC": 4786.459271773621, "COMP": 49.72023376, "ETH": 3398.2,
+                              "LTC": 73.14, "USDC": 1.0, "USDT": 1.0}
     assert "note: prices of USDC, USDT: 1.0 USD (stablecoin)" in err
     assert "isolated_margin of 1 position(s) from positionMargin" in err
 
@@ -125,8 +125,9 @@ def test_the_imported_book_runs_through_pmopt_margin(imported: tuple[dict, Path,
     # Binance's own liquidation price in the raw response: (3.4125 + 0.01 × 3412.5) / (0.01 × (1 + 0.004))
     assert eth["liquidation_price"] == pytest.approx(3738.79482072, rel=1e-9)
     assert eth["isolated_margin"] == pytest.approx(3.4125)
-    # 0.002 × 95980.1 = 191.9602 USDT at 0.4 % (first bracket): 0.7678408, Binance's maintMargin "0.76784080"
-    assert rows["binance", "main", "BTCUSDT"]["maintenance_margin_settle"] == pytest.approx(0.7678408, rel=1e-12)
+    # 1 × 49.72023376 = 49.72023376 USDT at 1 % (COMPUSDT's first bracket, up to 5,000): 0.4972023376;
+    # Binance's maintMargin in the raw response is "0.49720233" (the same, cut to 8 decimals)
+    assert rows["binance", "main", "COMPUSDT"]["maintenance_margin_settle"] == pytest.approx(0.4972023376, rel=1e-12)
     # BingX: 0.1 × 73.14 = 7.314 USDT × (0.4 % + closing fee 0.05 %) = 0.032913
     assert rows["bingx", "main", "LTC-USDT"]["maintenance_margin_settle"] == pytest.approx(0.032913, rel=1e-12)
 
@@ -141,7 +142,7 @@ def test_single_account_with_the_exchanges_usual_rules(tmp_path: Path) -> None:
     assert list(book["venues"]["binanceusdm"]["accounts"]) == ["main"]
     assert "rules binance-usdm-2024-10 (the built-in set for binanceusdm)" in err
     assert out.read_text().startswith("# Written by pmopt import ccxt")
-    assert load_book(out).book.venues["binanceusdm"].accounts["main"].positions[2].qty == -0.002
+    assert load_book(out).book.venues["binanceusdm"].accounts["main"].positions[1].qty == -1.0
 
 
 # --- bad input: exit code 2, the file, the position and the key -------------------------------------------------
@@ -169,7 +170,7 @@ def test_an_unmappable_symbol_names_the_file_index_and_symbol(tmp_path: Path) ->
 @pytest.mark.parametrize(("index", "key", "value", "message"), [
     (0, "entryPrice", None, "[0].entryPrice: missing (null or absent)"),
     (0, "markPrice", math.nan, "[0].markPrice: must be a finite number (got nan)"),
-    (2, "contracts", math.inf, "[2].contracts: must be a finite number (got inf)"),
+    (1, "contracts", math.inf, "[1].contracts: must be a finite number (got inf)"),
     (1, "contractSize", None, "[1].contractSize: missing (null or absent) (ccxt fills contractSize"),
     (0, "side", None, "[0].side: must be 'long' or 'short' (got None)"),
     (1, "marginMode", None, "[1].marginMode: must be 'cross' or 'isolated' (got None)"),
@@ -186,9 +187,9 @@ def test_missing_fields_and_nan_name_the_key(tmp_path: Path, index: int, key: st
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     positions = _load(BINANCE_MAIN / "positions.json")
     del positions[0]["entryPrice"]
-    positions[2]["markPrice"] = math.nan
+    positions[1]["markPrice"] = math.nan
     code, _, err = _import_one(tmp_path, positions)
-    assert code == 2 and "[0].entryPrice" in err and "[2].markPrice" in err
+    assert code == 2 and "[0].entryPrice" in err and "[1].markPrice" in err
 
 
 def test_nan_in_the_balance_names_the_info_key(tmp_path: Path) -> None:
@@ -208,18 +209,18 @@ def test_a_balance_without_the_venues_wallet_field(tmp_path: Path) -> None:
 
 def test_hedge_mode_legs_and_a_mismatched_mapping(tmp_path: Path) -> None:
     positions = _load(BINANCE_MAIN / "positions.json")
-    other_leg = copy.deepcopy(positions[2])
+    other_leg = copy.deepcopy(positions[1])
     other_leg["side"] = "long"
     code, _, err = _import_one(tmp_path, [*positions, other_leg])
     assert code == 2
-    assert "[3].symbol: BTC/USDT:USDT is already held at [2] (hedge mode" in err
+    assert "[2].symbol: COMP/USDT:USDT is already held at [1] (hedge mode" in err
     amap = {"version": 1, "accounts": [{"venue": "binanceusdm", "positions": str(BINANCE_MAIN / "positions.json"),
                                         "balance": str(BINANCE_MAIN / "balance.json"),
-                                        "symbols": {"BTC/USDT:USDT": "ETHUSDT"}}]}
+                                        "symbols": {"COMP/USDT:USDT": "ETHUSDT"}}]}
     code, _, err = _run("import", "ccxt", "--accounts", dump_yaml(amap, tmp_path / "map.yaml"),
                         "-o", tmp_path / "b.yaml")
     assert code == 2
-    assert "[2].symbol: BTC/USDT:USDT maps to ETHUSDT but ccxt base BTC, binance-usdm-2024-10 underlying ETH" in err
+    assert "[1].symbol: COMP/USDT:USDT maps to ETHUSDT but ccxt base COMP, binance-usdm-2024-10 underlying ETH" in err
 
 
 def test_isolated_without_its_margin(tmp_path: Path) -> None:
@@ -244,26 +245,25 @@ def test_zero_size_positions_and_foreign_collateral_are_left_out_with_a_note(tmp
     code, _, err = _import_one(tmp_path, positions, balance)
     assert code == 0, err
     book = read_yaml(tmp_path / "book.yaml")
-    assert [p["symbol"] for p in book["venues"]["binanceusdm"]["accounts"]["main"]["positions"]] == ["WLDUSDT",
-                                                                                                     "BTCUSDT"]
+    assert [p["symbol"] for p in book["venues"]["binanceusdm"]["accounts"]["main"]["positions"]] == ["COMPUSDT"]
     assert "1 zero-size position(s) left out (ADA/USDT:USDT)" in err
     assert "left out, not collateral under binance-usdm-2024-10: BNB 0.5" in err
 
 
 def test_non_stable_collateral_needs_a_price(tmp_path: Path) -> None:
     balance = _load(BINANCE_MAIN / "balance.json")
-    balance["info"]["assets"][1]["asset"] = "BTC"  # 103.12345678 BTC: priced by the BTCUSDT mark
+    balance["info"]["assets"][1]["asset"] = "BTC"  # 103.12345678 BTC: would be priced by a BTCUSDT mark
     positions = _load(BINANCE_MAIN / "positions.json")
-    code, _, err = _import_one(tmp_path, positions[:2], balance)  # no BTC position: no mark for BTC
+    code, _, err = _import_one(tmp_path, positions, balance)  # no BTC position here: no mark for BTC
     assert code == 2
     assert "balance.json: info.assets[1].crossWalletBalance: no USD price for BTC" in err
     assert "pass --prices" in err
     closes = tmp_path / "closes.csv"
     closes.write_text("date,BTC,USDT\n2025-02-19,96000,1.0002\n2025-02-20,97600.5,0.9999\n", encoding="utf-8")
-    code, _, err = _import_one(tmp_path, positions[:2], balance, "--prices", str(closes))
+    code, _, err = _import_one(tmp_path, positions, balance, "--prices", str(closes))
     assert code == 0, err
     assert read_yaml(tmp_path / "book.yaml")["prices"] == {"ADA": 0.4104759 * 0.9999, "BTC": 97600.5,
-                                                           "WLD": 2.3956 * 0.9999, "USDT": 0.9999}
+                                                           "COMP": 49.72023376 * 0.9999, "USDT": 0.9999}
 
 
 def test_an_exchange_without_a_profile_uses_ccxts_total(tmp_path: Path) -> None:
@@ -273,7 +273,7 @@ def test_an_exchange_without_a_profile_uses_ccxts_total(tmp_path: Path) -> None:
                          tmp_path / "book.yaml")
     account = result.book["venues"]["somevenue"]["accounts"]["main"]
     assert account["collateral"] == {"USDT": 23.72469206, "USDC": 103.12345678}  # ccxt's total here
-    assert [p["symbol"] for p in account["positions"]] == ["ADAUSDT", "WLDUSDT", "BTCUSDT"]
+    assert [p["symbol"] for p in account["positions"]] == ["ADAUSDT", "COMPUSDT"]
     assert any("unified 'total'" in n for n in result.notes)
 
 
@@ -293,7 +293,7 @@ def test_binance_tiers_round_trip_to_the_shipped_brackets(tmp_path: Path) -> Non
     assert code == 0, err
     rules = read_yaml(out)
     shipped = read_yaml(resolve_builtin("binance-usdm-2024-10")[1])
-    assert sorted(rules["contracts"]) == ["ADAUSDT", "BTCUSDT", "ETHUSDT", "WLDUSDT"]
+    assert sorted(rules["contracts"]) == ["ADAUSDT", "BTCUSDT", "COMPUSDT", "ETHUSDT", "WLDUSDT"]
     for cid, contract in rules["contracts"].items():
         assert contract["brackets"] == shipped["contracts"][cid]["brackets"]
     assert (rules["source"], rules["date"], rules["liquidation_fee_rate"]) == ("fixture", "2024-10-24", 0.0)
@@ -438,11 +438,11 @@ def test_fetch_writes_the_files_and_chains_into_import(tmp_path: Path, monkeypat
     exchange = made[0]
     assert (exchange.apiKey, exchange.secret) == ("key-from-env", "secret-from-env")
     assert exchange.fetch_positions.calls == [(None,)]
-    assert exchange.fetch_leverage_tiers.calls == [(["ADA/USDT:USDT", "BTC/USDT:USDT", "WLD/USDT:USDT"],)]
+    assert exchange.fetch_leverage_tiers.calls == [(["ADA/USDT:USDT", "COMP/USDT:USDT"],)]
     assert _load(data / "positions.json") == _load(BINANCE_MAIN / "positions.json")
     assert _load(data / "balance.json") == _load(BINANCE_MAIN / "balance.json")
     assert _load(data / "tiers.json") == _load(FIX / "binanceusdm" / "tiers.json")
-    assert sorted(_load(data / "markets.json")) == ["ADA/USDT:USDT", "BTC/USDT:USDT", "WLD/USDT:USDT"]
+    assert sorted(_load(data / "markets.json")) == ["ADA/USDT:USDT", "COMP/USDT:USDT"]
     book = read_yaml(tmp_path / "book.yaml")
     assert book["venues"]["binanceusdm"]["accounts"]["main"]["collateral"] == {"USDT": 23.72469206,
                                                                               "USDC": 103.12345678}
@@ -548,7 +548,7 @@ def test_default_margin_mode_fills_an_empty_margin_mode(tmp_path: Path) -> None:
     assert code == 0, err
     modes = [p["margin_mode"] for p in read_yaml(tmp_path / "book.yaml")["venues"]["binanceusdm"]["accounts"]["main"][
         "positions"]]
-    assert modes == ["cross", "cross", "cross"]
+    assert modes == ["cross", "cross"]
 
 
 def test_map_refuses_a_repeated_account_and_two_rule_sets_for_one_venue(tmp_path: Path) -> None:
