@@ -66,7 +66,8 @@ def print_risk_tables(report: RiskReport, console: Console | None = None) -> Non
     console = _console(console)
     m = report.model
     window = f", data {m.window[0]} … {m.window[1]}" if m.window else ""
-    title = (f"Net portfolio margin (USD): {m.kind}, {m.measure} {m.confidence:.3g}, {m.horizon_days}-day horizon, "
+    measure = "worst case" if m.measure == "worst" else f"{m.measure} {m.confidence:.3g}"
+    title = (f"Net portfolio margin (USD): {m.kind}, {measure}, {m.horizon_days}-day horizon, "
              f"{m.scenarios:,} scenarios{window}")
     t = Table(title=title)
     for col in ("venue", "account", "equity", "venue MM", "net portfolio margin", "standalone", "diversification",
