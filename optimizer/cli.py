@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -42,6 +43,14 @@ class _Group(click.Group):
         except PmoptError as exc:
             click.echo(f"error: {exc}".replace("\n", "\nerror: "), err=True)
             sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a defect, not bad input: one clear line (the traceback on request), exit 1
+            if os.environ.get("PMOPT_TRACEBACK"):
+                raise
+            click.echo(f"error: internal error ({type(exc).__name__}: {exc}); this is a defect in pmopt, not in your "
+                       "input — set PMOPT_TRACEBACK=1 to see where it happened, and report it", err=True)
+            sys.exit(1)
 
 
 def _buffers(ctx: click.Context, param: click.Parameter, value: str) -> list[float]:

@@ -155,3 +155,21 @@ def test_sweep_cost_grows_with_the_buffer() -> None:
     # a larger buffer shrinks the feasible set: the least cost cannot fall (locked value may, under carry_cost,
     # when zero-yield collateral replaces stablecoins)
     assert rows[1]["objective_value"] >= rows[0]["objective_value"] - 1e-6
+
+
+def test_a_defect_is_one_clear_line_with_exit_1_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import optimizer.run
+    from optimizer.cli import main
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(optimizer.run, "optimize", broken)
+    monkeypatch.delenv("PMOPT_TRACEBACK", raising=False)
+    result = CliRunner().invoke(main, ["optimize", "examples/multi_venue/book.yaml", "--policy",
+                                       "examples/multi_venue/policy.yaml"])
+    assert result.exit_code == 1
+    assert "internal error (RuntimeError: something inside broke)" in result.output
+    assert "Traceback" not in result.output
