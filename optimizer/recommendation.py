@@ -150,11 +150,12 @@ def mode_changes(data: ProblemData, sol: Solution, keys: list[tuple[str, str, st
     return modes, trades
 
 
-def explain(name: str, kind: str, shadow: float, horizon_days: float) -> str:
-    """The binding constraint in a trader's words."""
+def explain(name: str, kind: str, shadow: float, horizon_days: float, buffer: float | None = None) -> str:
+    """The binding constraint in a trader's words: what binds, and what 1,000 USD more or less of its requirement
+    costs over the carry horizon and per day (``buffer``: the policy's k, named on buffer constraints)."""
     per_1000 = shadow * 1000
     what = {
-        "buffer": "the buffer on",
+        "buffer": f"the {buffer:g}× buffer on" if buffer is not None else "the buffer on",
         "venue_margin": "the venue's maintenance margin on",
         "initial_margin": "the initial margin on",
         "isolated": "the liquidation-distance rule on",
@@ -168,4 +169,5 @@ def explain(name: str, kind: str, shadow: float, horizon_days: float) -> str:
                 "buffer ", "concentration ", "reserve ", "isolated ", "borrowing ")
     target = next((name[len(p):] for p in prefixes if name.startswith(p)), name)
     return (f"{what} {target} binds: each extra 1,000 USD of requirement there costs {per_1000:,.2f} USD over the "
-            f"{horizon_days:g}-day carry horizon; each 1,000 USD less saves as much.").strip()
+            f"{horizon_days:g}-day carry horizon ({per_1000 / horizon_days:,.4g} USD/day); each 1,000 USD less "
+            "saves as much.").strip()

@@ -177,7 +177,8 @@ def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked,
         "binding_constraints": [
             {"name": b.name, "slack": b.slack * data.scale, "shadow_price": b.shadow_price,
              "unit": "USD of objective per USD of requirement",
-             "explanation": explain(b.name, b.kind, b.shadow_price, horizon)} for b in sol.bindings],
+             "explanation": explain(b.name, b.kind, b.shadow_price, horizon, policy.cross.buffer)}
+            for b in sol.bindings],
     }
 
 

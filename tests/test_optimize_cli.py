@@ -173,3 +173,11 @@ def test_a_defect_is_one_clear_line_with_exit_1_not_a_traceback(monkeypatch: pyt
     assert result.exit_code == 1
     assert "internal error (RuntimeError: something inside broke)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_binding_buffer_is_explained_with_its_multiple_and_daily_cost() -> None:
+    from optimizer.recommendation import explain
+
+    text = explain("buffer binance/main/cross", "buffer", 0.041, 7.0, 1.5)
+    assert text.startswith("the 1.5× buffer on binance/main/cross binds")
+    assert "costs 41.00 USD over the 7-day carry horizon (5.857 USD/day)" in text
