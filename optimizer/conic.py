@@ -17,7 +17,8 @@ import time
 import cvxpy as cp
 import numpy as np
 
-from .formulation import Decision, build_terms, make_decision, objective
+from .elastic import top_up_problem
+from .formulation import Decision, make_decision
 from .problem import ProblemData
 from .solve import (
     Solution,
@@ -40,12 +41,11 @@ CUT_TOLERANCE = 1e-11
 1e-3 per unit of requirement over a week's carry, so this keeps the gap near 1e-6 of a small objective)."""
 
 INFEASIBLE = ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded")
-TOP_UP_TIE_BREAK = 1e-6
 
 
 class _Build:
-    """Builds the problem over a Decision: the policy's own (``top_up`` False) or the elastic one that minimizes
-    the USD added to each asset's holdings (``top_up`` True, the objective a tie-break)."""
+    """Builds the problem over a Decision: the policy's own (``top_up`` False) or the elastic one of
+    :func:`optimizer.elastic.top_up_problem` (``top_up`` True); ``added`` is the last built top-up variable."""
 
     def __init__(self, top_up: bool) -> None:
         self.top_up = top_up
@@ -55,16 +55,12 @@ class _Build:
                  ) -> tuple[cp.Problem, list, cp.Expression, dict[str, cp.Expression]]:
         if not self.top_up:
             return _problem(data, x, extra)
-        self.added = cp.Variable(len(data.assets), nonneg=True, name="top_up")
-        terms = build_terms(data, x)
-        cons = list(extra or [])
-        for term in terms:
-            if term.kind == "conservation":
-                cons.append(term.constraints[0].args[0] == data.holdings + self.added)
-            else:
-                cons.extend(term.constraints)
-        obj, parts = objective(data, x)
-        return cp.Problem(cp.Minimize(cp.sum(self.added) + TOP_UP_TIE_BREAK * obj), cons), terms, obj, parts
+        prob, terms, parts, self.added = top_up_problem(data, x, extra)
+        return prob, terms, prob.objective.expr, parts
+
+    def top_up_value(self) -> np.ndarray | None:
+        """The last solved top-up (scaled USD), None for the policy's own problem."""
+        return np.asarray(self.added.value, dtype=float) if self.top_up and self.added is not None else None
 
 
 def _run_conic(prob: cp.Problem, timing: dict[str, float]) -> float:
@@ -106,31 +102,33 @@ def _add_cuts(cuts: dict[int, np.ndarray], sigmas: dict[int, np.ndarray]) -> int
 
 
 def _fixed(data: ProblemData, z: np.ndarray, modes: dict[tuple[str, str], float], timing: dict[str, float],
-           build: _Build) -> tuple[cp.Problem, Decision, list, dict[str, cp.Expression], float]:
+           build: _Build) -> tuple[cp.Problem, Decision, list, dict[str, cp.Expression]]:
     """The SOCP with every binary fixed (Clarabel): a feasible allocation and its duals."""
     x = make_decision(data, fixed_z=z, fixed_modes=modes)
     prob, terms, _, parts = build(data, x)
-    seconds = _run_conic(prob, timing)
-    return prob, x, terms, parts, seconds
+    _run_conic(prob, timing)
+    return prob, x, terms, parts
 
 
 def _solution(data: ProblemData, prob: cp.Problem, x: Decision, terms: list, parts: dict[str, cp.Expression],
-              z: np.ndarray, status: str, gap: float, seconds: float, timing: dict[str, float], rounds: int
-              , top_up: np.ndarray | None = None) -> Solution:
+              z: np.ndarray, status: str, gap: float, seconds: float, timing: dict[str, float], rounds: int,
+              top_up: np.ndarray | None = None) -> Solution:
+    """The Solution of a solved fixed-mode SOCP (``top_up``: the elastic one, scaled USD per asset)."""
+    name = "CLARABEL" if rounds == 0 else "HIGHS+CLARABEL (outer approximation)"
+    s = data.scale
     if top_up is not None:
         return Solution(
-            status="infeasible", objective=float("nan"), isolated=z,
-            value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,
-            inflow=np.asarray(x.inflow.value) * data.scale, outflow=np.asarray(x.outflow.value) * data.scale,
-            parts={}, mip_gap=gap, seconds=seconds, top_up=top_up * data.scale, timing=timing, rounds=rounds,
-            solver_name="CLARABEL" if rounds == 0 else "HIGHS+CLARABEL (outer approximation)")
+            status="infeasible", objective=float("nan"), isolated=z, value=np.asarray(x.value.value) * s,
+            wallet=np.asarray(x.wallet.value) * s, inflow=np.asarray(x.inflow.value) * s,
+            outflow=np.asarray(x.outflow.value) * s, parts={}, mip_gap=gap, seconds=seconds, top_up=top_up * s,
+            timing=timing, rounds=rounds, solver_name=name)
     value, wallet, inflow, outflow = _polish(data, x)
     return Solution(
-        status=status, objective=float(prob.value) * data.scale, isolated=z,
-        value=value * data.scale, wallet=wallet * data.scale, inflow=inflow * data.scale, outflow=outflow * data.scale,
-        parts={k: float(v.value) * data.scale for k, v in parts.items()}, mip_gap=gap, seconds=seconds,
-        bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
-        timing=timing, rounds=rounds, solver_name="CLARABEL" if rounds == 0 else "HIGHS+CLARABEL (outer approximation)")
+        status=status, objective=float(prob.value) * s, isolated=z, value=value * s, wallet=wallet * s,
+        inflow=inflow * s, outflow=outflow * s, parts={k: float(v.value) * s for k, v in parts.items()},
+        mip_gap=gap, seconds=seconds, bindings=_bindings(terms),
+        conservation_prices=_conservation_prices(terms, len(data.assets)), timing=timing, rounds=rounds,
+        solver_name=name)
 
 
 def solve_conic(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6) -> Solution:
@@ -151,18 +149,13 @@ def _conic(data: ProblemData, time_limit: float, mip_gap: float, build: _Build) 
     start = time.perf_counter()
     z_now = np.array([1.0 if p.isolated_now else 0.0 for p in data.positions])
 
-    def finish(prob: cp.Problem, x: Decision, terms: list, parts: dict[str, cp.Expression], z: np.ndarray,
-               status: str, gap: float, rounds: int) -> Solution:
-        added = None if build.added is None or not build.top_up else np.asarray(build.added.value, dtype=float)
-        return _solution(data, prob, x, terms, parts, z, status, gap, time.perf_counter() - start, timing, rounds,
-                         top_up=added)
-
     if not _has_binaries(data):
-        prob, x, terms, parts, _ = _fixed(data, z_now, {}, timing, build)
+        prob, x, terms, parts = _fixed(data, z_now, {}, timing, build)
         if prob.status in INFEASIBLE:
             return None
         _check(prob)
-        return finish(prob, x, terms, parts, z_now, "optimal", 0.0, 0)
+        return _solution(data, prob, x, terms, parts, z_now, "optimal", 0.0, time.perf_counter() - start, timing,
+                         0, build.top_up_value())
     # the continuous relaxation: first cuts, and infeasibility (a relaxation) at once
     xr = make_decision(data, relax=True)
     relaxed, _, _, _ = build(data, xr)
@@ -188,12 +181,12 @@ def _conic(data: ProblemData, time_limit: float, mip_gap: float, build: _Build) 
         z = np.round(np.asarray(xm.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
         modes = {acct: float(np.round(var.value)) for acct, var in xm.mode.items()}
         added = _add_cuts(cuts, _sigma_values(xm))
-        prob, x, terms, parts, _ = _fixed(data, z, modes, timing, build)
+        prob, x, terms, parts = _fixed(data, z, modes, timing, build)
         if prob.status not in INFEASIBLE:
             _check(prob)
             if float(prob.value) < upper:
                 upper = float(prob.value)
-                best = (prob, x, terms, parts, z, None if build.added is None else build.added.value)
+                best = (prob, x, terms, parts, z, build.top_up_value())
             added += _add_cuts(cuts, _sigma_values(x))
         if upper < np.inf and upper - lower <= mip_gap * max(abs(upper), 1e-12):
             break
@@ -203,10 +196,9 @@ def _conic(data: ProblemData, time_limit: float, mip_gap: float, build: _Build) 
         raise SolverError("outer approximation found no feasible assignment of margin modes within its round "
                           f"limit ({MAX_ROUNDS}) or time limit: raise --time-limit")
     gap = max(upper - lower, 0.0) / max(abs(upper), 1e-12)
-    prob, x, terms, parts, z, added_value = best
-    if build.added is not None and added_value is not None:
-        build.added.value = added_value
-    return finish(prob, x, terms, parts, z, "optimal" if gap <= mip_gap else "optimal_within_gap", gap, rounds)
+    prob, x, terms, parts, z, top_up = best
+    status = "optimal" if gap <= mip_gap else "optimal_within_gap"
+    return _solution(data, prob, x, terms, parts, z, status, gap, time.perf_counter() - start, timing, rounds, top_up)
 
 
 POLISH = 1e-8

@@ -47,7 +47,7 @@ from risk_models.scenarios import ScenarioSet
 from risk_models.schema import Book
 from risk_models.venue_margin import MarginState
 
-from .formulation import Term, _exclusive_terms, build_terms, make_decision, objective
+from .formulation import Decision, Term, _exclusive_terms, build_terms, make_decision, objective
 from .problem import ProblemData, alone_unit
 from .solve import Solution, SolverError, _mip_gap, _run
 
@@ -66,6 +66,23 @@ REPLACED_KINDS = ("conservation", "isolated", "exclusive")
 
 # == top-up =========================================================================================================
 
+def top_up_problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None
+                   ) -> tuple[cp.Problem, list[Term], dict[str, cp.Expression], cp.Variable]:
+    """The elastic problem over ``x``: every constraint of the policy with each asset's holdings raised by a
+    non-negative top-up (scaled USD), minimizing the total top-up with the policy's objective as a tie-break.
+    Returns the problem, its terms, the objective's parts and the top-up variable."""
+    top_up = cp.Variable(len(data.assets), nonneg=True, name="top_up")
+    terms = build_terms(data, x)
+    cons = list(extra or [])
+    for term in terms:
+        if term.kind == "conservation":
+            cons.append(term.constraints[0].args[0] == data.holdings + top_up)
+        else:
+            cons.extend(term.constraints)
+    obj, parts = objective(data, x)
+    return cp.Problem(cp.Minimize(cp.sum(top_up) + TIE_BREAK * obj), cons), terms, parts, top_up
+
+
 def smallest_top_up(data: ProblemData, time_limit: float, seconds: float) -> Solution:
     """Minimize the USD that must be added (per asset) for the policy to become feasible.
 
@@ -73,16 +90,7 @@ def smallest_top_up(data: ProblemData, time_limit: float, seconds: float) -> Sol
     top-ups help (the modes cannot be arranged).
     """
     x = make_decision(data)
-    top_up = cp.Variable(len(data.assets), nonneg=True, name="top_up")
-    terms = build_terms(data, x)
-    cons = []
-    for term in terms:
-        if term.kind == "conservation":
-            cons.append(term.constraints[0].args[0] == data.holdings + top_up)
-        else:
-            cons.extend(term.constraints)
-    obj, _ = objective(data, x)
-    prob = cp.Problem(cp.Minimize(cp.sum(top_up) + TIE_BREAK * obj), cons)
+    prob, _, _, top_up = top_up_problem(data, x)
     seconds += _run(prob, time_limit, 1e-6)
     if top_up.value is None:
         raise SolverError("the policy cannot be met even with unlimited top-ups: check the isolation and "

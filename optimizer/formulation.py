@@ -9,7 +9,7 @@ Scenario data enters as constant matrices multiplied into variables, with explic
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cvxpy as cp
 import numpy as np
@@ -374,9 +374,7 @@ def evaluate_pools(data: ProblemData, x: Decision) -> tuple[np.ndarray, np.ndarr
     ``data`` and their auxiliary variables take the values their definitions force — a hypograph variable the
     minimum of its upper bounds, an exposure its defining sum — so this is the formulation's own numpy face.
     """
-    from dataclasses import replace as _replace
-
-    probe = _replace(x, extra=[])
+    probe = replace(x, extra=[])
     terms, equity = [], []
     for b, bucket in enumerate(data.buckets):
         if bucket.position is not None:
@@ -449,7 +447,8 @@ def _normal_buffer(data: ProblemData, x: Decision, b: int, slots: list[int], pos
                 cons.append(slot.bid * x.value[i] <= slot.widths[0])
     for asset, debt in bucket.debts:
         sigma = sigma + g[:, rows[asset]] * debt
-    loans = [i for i in slots if x.borrowed is not None and i in set(data.loan_slots.tolist())]
+    loan_set = _loan_set(data) if x.borrowed is not None else set()
+    loans = [i for i in slots if i in loan_set]
     if loans:
         owed = cp.multiply(np.array([data.slots[i].liability_rate for i in loans]), x.borrowed[loans])
         sigma = sigma - g[:, rows[[data.slots[i].asset for i in loans]]] @ owed

@@ -139,6 +139,10 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
                   scenarios: ScenarioSet) -> ProblemData:
     """Collect the optimizer's data from the book, its rules, the policy and the scenario set."""
     book = loaded.book
+    if normal_model_of(scenarios, policy.risk_model.method) is not None:
+        # the delta-normal cone needs the covariance, not the draws: the pools are valued in one scenario only
+        scenarios = replace(scenarios, returns=scenarios.returns[:1], labels=scenarios.labels[:1], weights=None,
+                            cover=None, vol_shocks=None if scenarios.vol_shocks is None else scenarios.vol_shocks[:1])
     pegged = tuple(policy.risk_model.pegged)
     held = set(book.wallet)
     for venue in book.venues.values():

@@ -68,11 +68,8 @@ class ScenarioOracle:
         self.scenarios = scenarios
         pol = data.policy
         self.measure = RiskMeasure(data.measure, pol.risk_model.confidence)
-        self.growth = None
         self.cross = [b for b, bk in enumerate(data.buckets) if bk.position is None]
         self.keys = [(data.buckets[b].venue, data.buckets[b].account) for b in self.cross]
-        self.tolerance = SEPARATION_TOLERANCE * data.scale
-        self.evaluations = 0
 
     def pool_terms(self, book: Book) -> PoolTerms:
         """Full-set terms of every cross pool of ``book`` (risk_models' numpy path: exact tiers and haircuts)."""
@@ -83,7 +80,6 @@ class ScenarioOracle:
         row = {(bk.venue, bk.account): i for i, bk in enumerate(cb.buckets) if bk.symbol is None}
         idx = np.array([row[k] for k in self.keys], dtype=int)
         term = (state.equity[idx, None] - rv.equity[idx]) + self.data.buffer * rv.maintenance[idx]
-        self.evaluations += 1
         return PoolTerms(self.scenarios.coverage[None, :] * term, state.equity[idx])
 
     def initial(self, book: Book) -> dict[int, np.ndarray]:
@@ -106,14 +102,12 @@ class ScenarioOracle:
         """Scenarios to add per pool (empty when the solved Decision ``x`` meets every pool's full-set
         requirement), evaluated by the formulation's own numpy face over every scenario."""
         terms, equities = evaluate_pools(self.data, x)
-        self.evaluations += 1
         p = self.data.probabilities
         tol = SEPARATION_TOLERANCE
         out: dict[int, np.ndarray] = {}
         for j, b in enumerate(self.cross):
             term, equity = terms[j], equities[j]
-            full = self.measure.evaluate(term, p) if self.measure.kind == "es" else float(term.max())
-            if full <= equity + tol:
+            if self.measure.evaluate(term, p) <= equity + tol:  # the terms are counted already (cover applied)
                 continue
             mine = np.zeros(term.size, dtype=bool)
             mine[rows[b]] = True
