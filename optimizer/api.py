@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 
 from risk_models.compiled import compile_book
 from risk_models.delta_normal import normal_model_of
@@ -37,7 +36,7 @@ from risk_models.scenarios import ScenarioSet
 from risk_models.schema import Book
 from risk_models.schema.policy import Policy
 from risk_models.venue_margin import evaluate
-from risk_models.yaml_io import validation_errors, write_yaml
+from risk_models.yaml_io import validate_model, write_yaml
 
 from .input_check import Kind, problems
 from .run import Infeasible, Result
@@ -63,10 +62,7 @@ def load(book: BookLike, base_dir: str | Path | None = None) -> LoadedBook:
         return load_book(book)
     file = "<book>"
     if isinstance(book, Mapping):
-        try:
-            book = Book.model_validate(dict(book))
-        except ValidationError as exc:
-            raise validation_errors(file, exc) from None
+        book = validate_model(Book, dict(book), file)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     rules: dict[str, VenueRules] = {}
     errors: list[InputError] = []
@@ -91,10 +87,7 @@ def _policy(policy: PolicyLike | None) -> tuple[Policy, str]:
     if isinstance(policy, Policy):
         return policy, "<policy>"
     if isinstance(policy, Mapping):
-        try:
-            return Policy.model_validate(dict(policy)), "<policy>"
-        except ValidationError as exc:
-            raise validation_errors("<policy>", exc) from None
+        return validate_model(Policy, dict(policy), "<policy>"), "<policy>"
     return load_policy(policy), str(policy)
 
 

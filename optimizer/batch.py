@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import ValidationError
 
 from risk_models.errors import InputError, InputErrors, PmoptError
 from risk_models.schema.manifest import Manifest
-from risk_models.yaml_io import read_yaml, validation_errors
+from risk_models.yaml_io import read_yaml, validate_model
 
 STATUSES = ("optimal", "infeasible", "error")
 ROW_COLUMNS = ("name", "status", "objective_value", "objective_value_before", "carry_saved_per_year",
@@ -94,10 +93,7 @@ def load_manifest(path: Path | str) -> list[BatchJob]:
     path = Path(path)
     file = str(path)
     data = read_yaml(path)
-    try:
-        manifest = Manifest.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(file, exc) from None
+    manifest = validate_model(Manifest, data, file)
     errors: list[InputError] = []
     seen: dict[str, int] = {}
     jobs = []

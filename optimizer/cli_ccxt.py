@@ -120,23 +120,19 @@ def rules_import_ccxt(tiers: Path, venue: str, exchange: str | None, output: Pat
       pmopt rules import-ccxt tiers.json --venue binanceusdm -o binance.yaml --source "fetched 2025-02-20"
       pmopt rules import-ccxt tiers.json --venue bingx --liquidation-fee-rate 0.0005 --max-leverage 50 -o bingx.yaml
     """
-    from pydantic import ValidationError
 
     from risk_models.ccxt_positions import last_closes
     from risk_models.ccxt_rules import read_markets, rules_from_tiers_file
     from risk_models.ccxt_tiers import dump_rules_json, write_rules_yaml
     from risk_models.schema import Rules
-    from risk_models.yaml_io import validation_errors
+    from risk_models.yaml_io import validate_model
 
     closes, closes_note = last_closes(prices)
     imported = rules_from_tiers_file(tiers, venue=venue, exchange=exchange, source=source, date=date,
                                      liquidation_fee_rate=liquidation_fee_rate, max_leverage=max_leverage,
                                      markets=read_markets(markets) if markets else None, prices=closes,
                                      price_note=closes_note.removeprefix("prices: "))
-    try:
-        Rules.model_validate(imported.rules)
-    except ValidationError as exc:
-        raise validation_errors(str(tiers), exc) from None
+    validate_model(Rules, imported.rules, str(tiers))
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix.lower() == ".json":
         output.write_text(dump_rules_json(imported.rules), encoding="utf-8")

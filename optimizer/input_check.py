@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from risk_models.errors import InputError, InputErrors
 from risk_models.loading import load_book, load_policy
 from risk_models.schema import Rules
-from risk_models.yaml_io import read_yaml, validation_errors
+from risk_models.yaml_io import read_yaml, validate_model
 
 Kind = Literal["book", "rules", "policy", "manifest", "import-map"]
 KINDS: tuple[Kind, ...] = ("book", "rules", "policy", "manifest", "import-map")
@@ -96,10 +94,7 @@ def _book(path: Path, _data: dict[str, Any]) -> str:
 
 
 def _rules(path: Path, data: dict[str, Any]) -> str:
-    try:
-        rules = Rules.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(str(path), exc) from None
+    rules = validate_model(Rules, data, str(path))
     return f"rules: {rules.venue}, {len(rules.contracts)} contracts, dated {rules.date or 'not given'}"
 
 
@@ -120,10 +115,7 @@ def _manifest(path: Path, _data: dict[str, Any]) -> str:
 def _import_map(path: Path, data: dict[str, Any]) -> str:
     from risk_models.schema.imports import ImportMap
 
-    try:
-        mapping = ImportMap.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(str(path), exc) from None
+    mapping = validate_model(ImportMap, data, str(path))
     return f"import map: {len(mapping.accounts)} accounts"
 
 

@@ -35,8 +35,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from .ccxt_rules import read_json, read_markets, rules_from_tiers_file
 from .ccxt_tiers import CcxtSymbol, parse_ccxt_symbol
 from .ccxt_venues import VenueProfile, balance_rows, candidate_ids, profile_for
@@ -45,7 +43,7 @@ from .loading import VenueRules, check_book, load_rules
 from .schema import Book, Rules
 from .schema.imports import ImportMap
 from .schema.rules import Contract
-from .yaml_io import read_yaml, validation_errors
+from .yaml_io import read_yaml, validate_model
 
 USD_STABLECOINS = frozenset({"USD", "USDT", "USDC", "BUSD", "FDUSD", "TUSD", "DAI", "USDP", "PYUSD", "USDE", "USD1"})
 """Priced at 1.0 USD unless the price file has a column for them."""
@@ -113,10 +111,7 @@ def sources_from_map(path: Path | str) -> tuple[list[AccountSource], Path | None
     """The accounts of an import map (schema :class:`~risk_models.schema.imports.ImportMap`) and its price file."""
     path = Path(path)
     data = read_yaml(path)
-    try:
-        spec = ImportMap.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(str(path), exc) from None
+    spec = validate_model(ImportMap, data, str(path))
     base = path.parent
 
     def rel(value: str | None) -> Path | None:
@@ -224,10 +219,7 @@ def _rules_for(source: AccountSource, profile: VenueProfile, out: Path, closes: 
             liquidation_fee_rate=source.liquidation_fee_rate, max_leverage=source.max_leverage, markets=markets,
             prices=closes, price_note="the price file's last closes")
         name = f"{_slug(source.venue)}-rules.yaml"
-        try:
-            rules = Rules.model_validate(imported.rules)
-        except ValidationError as exc:
-            raise validation_errors(str(source.tiers), exc) from None
+        rules = validate_model(Rules, imported.rules, str(source.tiers))
         notes.extend(f"{source.venue} rules: {n}" for n in imported.notes)
         notes.append(f"{source.venue}: rules made from {source.tiers} and written to {name}")
         return name, VenueRules(name, rules), imported.rules
@@ -630,10 +622,7 @@ def _yaml_text(data: Mapping[str, Any]) -> str:
 
 
 def _validate(book: dict[str, Any], out: Path, rules: Mapping[str, VenueRules]) -> None:
-    try:
-        validated = Book.model_validate(book)
-    except ValidationError as exc:
-        raise validation_errors(str(out), exc) from None
+    validated = validate_model(Book, book, str(out))
     errors = check_book(str(out), validated, dict(rules))
     if errors:
         raise InputErrors(errors)

@@ -11,13 +11,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from . import rulesets
 from .errors import InputError, InputErrors
 from .schema import Book, Rules
 from .schema.policy import Policy
-from .yaml_io import read_yaml, validation_errors
+from .yaml_io import read_yaml, validate_model
 
 
 @dataclass(frozen=True)
@@ -58,19 +56,13 @@ def _load_builtin(name: str, path: Path) -> VenueRules:
 
 
 def _validate_rules(data: dict[str, Any], file: str) -> Rules:
-    try:
-        return Rules.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(file, exc) from None
+    return validate_model(Rules, data, file)
 
 
 def load_policy(path: Path | str) -> Policy:
     """Read and validate a policy file (spec §3)."""
     data = read_yaml(path)
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(str(path), exc) from None
+    return validate_model(Policy, data, str(path))
 
 
 def load_book(path: Path | str) -> LoadedBook:
@@ -78,10 +70,7 @@ def load_book(path: Path | str) -> LoadedBook:
     path = Path(path)
     file = str(path)
     data = read_yaml(path)
-    try:
-        book = Book.model_validate(data)
-    except ValidationError as exc:
-        raise validation_errors(file, exc) from None
+    book = validate_model(Book, data, file)
     errors: list[InputError] = []
     rules: dict[str, VenueRules] = {}
     for venue_id, venue in book.venues.items():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
@@ -87,6 +87,8 @@ def key_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
+M = TypeVar("M", bound=BaseModel)
+
 _REASONS = {
     "extra_forbidden": "unknown key",
     "missing": "required key is missing",
@@ -108,6 +110,14 @@ def validation_errors(file: str, exc: ValidationError) -> InputErrors:
                 reason = f"{reason} (got {shown})"
         errors.append(InputError(file, key_path(loc), reason))
     return InputErrors(errors)
+
+
+def validate_model(model: type[M], data: Any, file: str) -> M:
+    """``model.model_validate(data)``, its errors raised as InputErrors naming ``file`` and each key path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_errors(file, exc) from None
 
 
 def write_yaml(data: dict[str, Any], path: Path | str) -> None:
