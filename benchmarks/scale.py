@@ -4,11 +4,13 @@ Every point runs in a fresh process (so that its peak resident memory is its own
 benchmarks/optimize.py: end-to-end seconds (problem data, solves and constraint generation) and peak memory of
 pmopt's path, and of the direct dense formulation (one Rockafellar–Uryasev row per scenario over all N positions)
 while its S × N matrix fits in --direct-gib and its time, extrapolated from the smaller points, fits in
---direct-budget seconds — beyond, the reason is recorded.  Growth exponents are fitted by least squares on
+--direct-budget seconds (with no smaller point to extrapolate from, while S × N <= --direct-max-cells) — beyond,
+the reason is recorded.  Growth exponents are fitted by least squares on
 log(seconds) against log(size).  Prints a table and writes benchmarks/results/scale.json.
 
     python benchmarks/scale.py                                     # positions 50 → 5,000; scenarios 500 → 50,000
     python benchmarks/scale.py --positions 50,500 --scenarios 500,5000 --relax
+    python benchmarks/scale.py --relax --positions 5000 --base-scenarios 20000 --scenarios ''   # one big point
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def _point(n: int, s: int, method: str, relax: bool, time_limit: float, queue: m
     sys.path.insert(0, str(Path(__file__).parent))
     from optimize import synthetic
 
+    from optimizer.linear_pools import Cuts
     from optimizer.problem import build_problem
     from optimizer.solve import SolverError, solve
     from optimizer.working_set import solve_generated
@@ -52,6 +55,7 @@ def _point(n: int, s: int, method: str, relax: bool, time_limit: float, queue: m
         out = {"seconds": time.perf_counter() - t0, "objective": sol.objective, "status": sol.status,
                "compile_s": sol.timing.get("compile", 0.0), "solver_s": sol.timing.get("solver", 0.0),
                "rounds": sol.rounds, "rows": sol.scenario_rows, "positions": len(cb.positions),
+               "working_set": "cuts" if isinstance(sol.working_sets, Cuts) else "rows" if sol.working_sets else None,
                "capital": data.scale}
     except SolverError as exc:
         out = {"seconds": time.perf_counter() - t0, "objective": None, "status": f"failed: {exc}"}
@@ -92,6 +96,9 @@ def sweep(axis: str, points: list[tuple[int, int]], args: argparse.Namespace) ->
             guess = last_t * ((n * s) / last_size) ** k
         if dense_gib > args.direct_gib:
             row["direct"] = {"skipped": f"S × N matrix {dense_gib:.1f} GiB > {args.direct_gib} GiB"}
+        elif n * s > args.direct_max_cells:
+            row["direct"] = {"skipped": f"S × N = {n * s:,} rows × positions > --direct-max-cells "
+                                        f"{args.direct_max_cells:,.0f} (hours of HiGHS on one RU row per scenario)"}
         elif guess is not None and guess > args.direct_budget:
             row["direct"] = {"skipped": f"extrapolated {guess:,.0f} s > budget {args.direct_budget:,.0f} s"}
         else:
@@ -117,7 +124,8 @@ def _print(row: dict) -> None:
               else f"direct {d['skipped']}")
     extra = f", ratio {row['ratio']:6.1f}×, agree {row['agree']}" if "ratio" in row else ""
     print(f"{row['positions']:>6} × {row['scenarios']:>6}: pmopt {p['seconds']:8.2f} s {p['peak_gib']:5.2f} GiB "
-          f"({p.get('rounds')} rounds, {p.get('rows')} rows, {p['status']}); {direct}{extra}", flush=True)
+          f"({p.get('rounds')} rounds, {p.get('rows')} {p.get('working_set') or 'rows'}, {p['status']}); "
+          f"{direct}{extra}", flush=True)
 
 
 def main() -> None:
@@ -129,7 +137,10 @@ def main() -> None:
     ap.add_argument("--relax", action="store_true", help="the continuous relaxation (modes in [0, 1])")
     ap.add_argument("--direct-gib", type=float, default=4.0)
     ap.add_argument("--direct-budget", type=float, default=900.0, help="seconds a direct point may be expected to take")
+    ap.add_argument("--direct-max-cells", type=float, default=2.5e7,
+                    help="largest S × N the direct formulation is run at when no smaller direct point predicts it")
     ap.add_argument("--time-limit", type=float, default=1800.0)
+    ap.add_argument("--output", help="JSON file (default benchmarks/results/scale.json, scale_relax.json)")
     args = ap.parse_args()
     out = {"relax": args.relax}
     positions = [int(v) for v in args.positions.split(",") if v]
@@ -141,7 +152,10 @@ def main() -> None:
     out["scenarios"] = sweep("scenarios", [(args.base_positions, s) for s in scenarios], args)
     print(f"  growth exponent in scenarios: {out['scenarios']['exponent']}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"scale{'_relax' if args.relax else ''}.json").write_text(json.dumps(out, indent=2))
+    target = Path(args.output) if args.output else RESULTS / f"scale{'_relax' if args.relax else ''}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(out, indent=2))
+    print(f"wrote {target}")
     bad = [r for axis in ("positions", "scenarios") for r in out[axis]["rows"] if r.get("agree") is False]
     if bad:
         raise SystemExit(f"pmopt's path and the direct formulation disagree at {len(bad)} point(s)")

@@ -72,7 +72,7 @@ def top_up_problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | 
     non-negative top-up (scaled USD), minimizing the total top-up with the policy's objective as a tie-break.
     Returns the problem, its terms, the objective's parts and the top-up variable."""
     top_up = cp.Variable(len(data.assets), nonneg=True, name="top_up")
-    terms = build_terms(data, x)
+    terms = build_terms(replace(data, slot_reach=None), x)  # a top-up can take a slot past today's reach
     cons = list(extra or [])
     for term in terms:
         if term.kind == "conservation":
@@ -224,8 +224,11 @@ def solve_cuts(data: ProblemData, cb: CompiledBook, loaded: LoadedBook, scenario
     iso = cp.Variable(n, nonneg=True, name="isolated share")
     cons: list[cp.Constraint] = [cross + iso == 1 - cut, cross <= 1 - x.isolated, iso <= x.isolated]
     data, unit_cons = unit_requirements(data, cb, loaded, scenarios, cross)
+    data = replace(data, slot_reach=None)  # realized gains can take a slot past today's reach
     cons += unit_cons
-    shared = replace(x, isolated=1 - cross, extra=[])  # the formulation's 1 − z becomes the cross share
+    # the formulation's 1 − z becomes the cross share
+    shared = replace(x, isolated=1 - cross, extra=[],
+                     iso_affine=(np.ones(n), -sparse.eye_array(n, format="csr"), cross))
     # a cut realizes its share of the uPnL in the settle asset
     upnl = np.array([p.upnl for p in data.positions])
     settle = np.array([p.settle for p in data.positions], dtype=int)

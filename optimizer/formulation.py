@@ -15,7 +15,7 @@ import cvxpy as cp
 import numpy as np
 from scipy import sparse
 
-from .problem import ProblemData, concave_pieces, restrict
+from .problem import ProblemData, Slot, concave_pieces, restrict
 
 
 @dataclass
@@ -58,6 +58,20 @@ class Decision:
     borrowed: cp.Expression | None = None  # (n_slots,) the same per slot, 0 where no loan may be taken
     cuts: dict[int, np.ndarray] | None = None  # delta-normal only: outer-approximation directions per cross pool
     sigma: dict[int, cp.Expression] = field(default_factory=dict)  # delta-normal: Fᵀδ_b per cross pool (filled)
+    iso_affine: tuple[np.ndarray, sparse.csr_array, cp.Variable] | None = None  # isolated = base + pick @ var
+    at_risk: cp.Variable | None = None  # scenario cuts: each linear pool's value-at-risk variable t (filled)
+
+    def times_isolated(self, matrix: np.ndarray, pos: list[int] | np.ndarray) -> cp.Expression:
+        """``matrix`` (R, n) @ isolated[pos], (R,).  Built with one sparse coefficient on the mode variable: a
+        dense matrix times an indexed expression makes cvxpy form R × (every mode) products, which at thousands
+        of positions and tens of thousands of scenario rows costs minutes."""
+        pos = np.asarray(pos, dtype=int)
+        if isinstance(self.isolated, cp.Constant):
+            return cp.Constant(matrix @ np.asarray(self.isolated.value, dtype=float)[pos])
+        if self.iso_affine is None:
+            return matrix @ self.isolated[pos]
+        base, pick, var = self.iso_affine
+        return matrix @ base[pos] + (sparse.csr_array(matrix) @ pick[pos]) @ var
 
     def net(self) -> cp.Expression:
         """(n_slots,) scaled USD: what each slot holds, less the new loan taken there."""
@@ -73,6 +87,7 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
     slices = cp.Variable(len(widths), nonneg=True, name="slices")
     to_slot = sparse.csr_array((ratios, (slot_of_slice, np.arange(len(widths)))), shape=(n_slots, len(widths)))
     free_idx = [i for i, p in enumerate(data.positions) if not p.fixed]
+    iso_affine = None
     if fixed_z is not None or not free_idx:
         free = None
         z0 = np.array([1.0 if p.isolated_now else 0.0 for p in data.positions])
@@ -83,6 +98,7 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
         pick = sparse.csr_array((np.ones(len(free_idx)), (free_idx, np.arange(len(free_idx)))),
                                 shape=(len(data.positions), len(free_idx)))
         isolated = base + pick @ free
+        iso_affine = (base, pick, free)
     integral = not relax and fixed_z is None
     mode = {acct: cp.Constant(fixed_modes[acct]) if fixed_modes is not None and acct in fixed_modes
             else cp.Variable(boolean=integral, name=f"may_isolate {acct[0]}/{acct[1]}")
@@ -97,7 +113,7 @@ def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | 
                     cp.Variable(len(data.assets), nonneg=True, name="wallet"),
                     cp.Variable(n_slots, nonneg=True, name="inflow"), cp.Variable(n_slots, nonneg=True, name="outflow"),
                     free, mode, isolated, to_slot @ slices, Knobs.of(data), slot_of_slice, borrow=borrow,
-                    borrowed=borrowed)
+                    borrowed=borrowed, iso_affine=iso_affine)
 
 
 @dataclass
@@ -113,14 +129,34 @@ class Term:
 
 
 def _slots_of(data: ProblemData, bucket: int) -> list[int]:
-    return [i for i, s in enumerate(data.slots) if s.bucket == bucket]
+    return _slots_by_bucket(data).get(bucket, [])
 
 
-def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | None = None) -> list[Term]:
+def _slots_by_bucket(data: ProblemData) -> dict[int, list[int]]:
+    """Bucket → its slot indices, computed once per slot list (shared by a problem's restricted copies; thousands
+    of buckets ask for theirs)."""
+    cached = _SLOT_INDEX.get(id(data.slots))
+    if cached is None or cached[0] is not data.slots:
+        index: dict[int, list[int]] = {}
+        for i, s in enumerate(data.slots):
+            index.setdefault(s.bucket, []).append(i)
+        cached = (data.slots, index)
+        _SLOT_INDEX.clear()  # one problem at a time: no growth across solves
+        _SLOT_INDEX[id(data.slots)] = cached
+    return cached[1]
+
+
+_SLOT_INDEX: dict[int, tuple[list, dict[int, list[int]]]] = {}
+
+
+def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | None = None,
+                pool_terms: list[Term] | None = None) -> list[Term]:
     """Every constraint of the problem, grouped by what it means.
 
     ``rows`` (cross bucket → scenario indices) keeps each pool's buffer survival over those scenarios only, with
     their original probabilities: a relaxation of the full constraint (see :mod:`optimizer.working_set`).
+    ``pool_terms``: every cross pool's venue margin and buffer, built already (vectorized over linear pools by
+    :mod:`optimizer.linear_pools`); the pools' concentration limits are still added here.
     """
     terms: list[Term] = []
     if data.normal is not None and rows is None:  # the cone needs no scenario rows: value the pools once
@@ -158,9 +194,16 @@ def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | No
             reserve[i] = units * data.prices[i] / data.scale
     if reserve.any():
         terms.append(Term("reserve", "reserve", [x.wallet >= reserve]))
+    pos_of: dict[int, list[int]] = {}
+    if pool_terms is not None:
+        for i, p in enumerate(data.positions):
+            pos_of.setdefault(p.cross_bucket, []).append(i)
     for b, bucket in enumerate(data.buckets):
-        if bucket.position is None:
+        if bucket.position is None and pool_terms is not None:
+            terms.extend(_concentration(data, x, b, _slots_of(data, b), pos_of.get(b, [])))
+        elif bucket.position is None:
             terms.extend(_cross_terms(data if rows is None else restrict(data, rows[b]), x, b))
+    terms.extend(pool_terms or [])
     terms.extend(_isolated_terms(data, x))
     terms.extend(_cap_terms(data, x))
     terms.extend(_exclusive_terms(data, x))
@@ -216,13 +259,17 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         slot = data.slots[i]
         if i in folded or not slot.usd_tiers:
             continue
-        # USD caps: the value in s is H((1 + r_s)·bid·v), concave: its hypograph
-        slopes, intercepts = concave_pieces(slot)
-        shocked = cp.Variable(n_s, name=f"value in scenarios {bucket.label} {data.assets[slot.asset]}")
+        # USD caps: the value in s is H((1 + r_s)·bid·v), concave: its hypograph over the pieces it can reach
         growth = 1.0 + r[:, slot.asset]
+        slopes, intercepts = reachable_pieces(slot, None if data.slot_reach is None
+                                              else slot.bid * float(growth.max(initial=1.0)) * data.slot_reach[i])
+        equity = equity + x.haircut_value[i]
+        if len(slopes) == 1 and intercepts[0] == 0.0:  # always within the first slice: linear in the price
+            loss = loss + x.haircut_value[i] - (slopes[0] * slot.bid * growth) * x.value[i]
+            continue
+        shocked = cp.Variable(n_s, name=f"value in scenarios {bucket.label} {data.assets[slot.asset]}")
         cons += [shocked <= (slope * slot.bid * growth) * x.value[i] + icpt
                  for slope, icpt in zip(slopes, intercepts, strict=True)]
-        equity = equity + x.haircut_value[i]
         loss = loss + x.haircut_value[i] - shocked
     if rest_pos:
         upnl = np.array([data.positions[p].upnl for p in rest_pos])
@@ -240,7 +287,7 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         held = x.value[i] - x.borrowed[i] if i in _loan_set(data) else x.value[i]
         balance_now = held + debt + upnl.sum() - upnl @ x.isolated[mine]
         balance_s = (cp.multiply(growth, held) + growth * debt + (upnl.sum() - pnl_now.sum(axis=1))
-                     - (upnl[None, :] - pnl_now) @ x.isolated[mine])
+                     - x.times_isolated(upnl[None, :] - pnl_now, mine))
         slopes, intercepts = concave_pieces(slot)
         scale_caps = growth if not slot.usd_tiers and len(slot.ratios) > 1 else np.ones(n_s)
         value_now = cp.Variable(name=f"value now {bucket.label} {data.assets[slot.asset]}")
@@ -252,6 +299,21 @@ def _pool(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[in
         equity = equity + value_now
         loss = loss + value_now - value_s
     return _Pool(equity, loss, cons)
+
+
+def reachable_pieces(slot: Slot, reach: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The slot's concave haircut pieces (:func:`optimizer.problem.concave_pieces`) that can be active for a raw
+    amount up to ``reach`` (scaled USD; None: any amount): a tier starting beyond it never binds, and the flat
+    piece past the last cap only when the cap is within reach.  Exact on [0, reach]."""
+    slopes, intercepts = concave_pieces(slot)
+    if reach is None or not np.isfinite(reach):
+        return slopes, intercepts
+    keep = np.zeros(len(slopes), dtype=bool)
+    keep[: len(slot.lows)] = slot.lows < reach
+    keep[0] = True
+    if len(slopes) > len(slot.lows):  # the flat piece
+        keep[-1] = slot.lows[-1] + slot.widths[-1] < reach
+    return slopes[keep], intercepts[keep]
 
 
 def _loan_set(data: ProblemData) -> set[int]:
@@ -268,16 +330,21 @@ def position_sum(data: ProblemData, x: Decision, pos: list[int], affine: np.ndar
     the same value exactly, far fewer non-zeros.
     """
     cross = 1 - x.isolated[pos]
+    pos_arr = np.asarray(pos, dtype=int)
+
+    def direct(cols: np.ndarray, which: np.ndarray) -> cp.Expression:
+        return cols.sum(axis=1) - x.times_isolated(cols, pos_arr[which])
+
     if not data.aggregate or affine is None:
-        return columns @ cross
+        return direct(columns, np.arange(len(pos)))
     rows = np.array([data.positions[p].index for p in pos])
     fit = affine[rows]
     ok = ~np.isnan(fit[:, 0])
     if len(np.unique(data.position_factor[rows[ok]])) >= ok.sum():  # one position per factor: nothing to gain
-        return columns @ cross
+        return direct(columns, np.arange(len(pos)))
     out = 0.0
     if (~ok).any():
-        out = columns[:, ~ok] @ cross[np.nonzero(~ok)[0]]
+        out = direct(columns[:, ~ok], np.nonzero(~ok)[0])
     if ok.any():
         idx = np.nonzero(ok)[0]
         fac = data.position_factor[rows[idx]]
@@ -522,25 +589,57 @@ def _cap_terms(data: ProblemData, x: Decision) -> list[Term]:
 
 
 def _exclusive_terms(data: ProblemData, x: Decision) -> list[Term]:
-    """Multi-Assets mode: an account either posts non-settle collateral or holds isolated positions."""
+    """Multi-Assets mode: an account either posts non-settle collateral or holds isolated positions.  One
+    vectorized term per kind of link, an entry per position or slot named by its account."""
+    accounts = list(x.mode)
+    if not accounts:
+        return []
+    row = {acct: k for k, acct in enumerate(accounts)}
+    labels = [f"multi-assets mode {venue}/{account}" for venue, account in accounts]
+    n_acc = len(accounts)
+    mode = cp.hstack([cp.reshape(x.mode[acct], (1,), order="F") for acct in accounts])
+    pos, pos_acc = [], []
+    settles: dict[int, set[int]] = {k: set() for k in range(n_acc)}
+    for i, p in enumerate(data.positions):
+        bk = data.buckets[p.cross_bucket]
+        k = row.get((bk.venue, bk.account))
+        if k is not None:
+            pos.append(i)
+            pos_acc.append(k)
+            settles[k].add(p.settle)
+    cross = {row[(bk.venue, bk.account)]: b for b, bk in enumerate(data.buckets)
+             if bk.position is None and (bk.venue, bk.account) in row}
+    account_of_bucket = {b: k for k, b in cross.items()}
+    # big-M: what the desk holds of the asset plus what it may borrow
+    loanable = np.bincount(np.array([data.slots[i].asset for i in data.loan_slots], dtype=int),
+                           minlength=len(data.assets))
+    reach = data.holdings + data.loan_cap * loanable
+    loan_set = _loan_set(data)
+    foreign = [(i, account_of_bucket[s.bucket]) for i, s in enumerate(data.slots)
+               if s.bucket in account_of_bucket and s.asset not in settles[account_of_bucket[s.bucket]]]
+
+    def pick(accs: list[int]) -> sparse.csr_array:
+        return sparse.csr_array((np.ones(len(accs)), (np.arange(len(accs)), accs)), shape=(len(accs), n_acc))
+
     out = []
-    for (venue, account), var in x.mode.items():
-        pos = [i for i, p in enumerate(data.positions) if (data.buckets[p.cross_bucket].venue,
-                                                           data.buckets[p.cross_bucket].account) == (venue, account)]
-        settles = {data.positions[i].settle for i in pos}
-        cross = next(b for b, bk in enumerate(data.buckets)
-                     if (bk.venue, bk.account, bk.position) == (venue, account, None))
-        foreign = [i for i in _slots_of(data, cross) if data.slots[i].asset not in settles]
-        cons = [x.isolated[pos] <= var] if pos else []
-        if any(asset not in settles for asset, _ in data.buckets[cross].debts):  # a foreign loan: Multi-Assets
-            cons.append(var == 0)
-        # big-M: what the desk holds of the asset plus what it may borrow
-        loanable = np.bincount(np.array([data.slots[i].asset for i in data.loan_slots], dtype=int),
-                               minlength=len(data.assets))
-        reach = data.holdings + data.loan_cap * loanable
-        cons += [x.value[i] <= reach[data.slots[i].asset] * (1 - var) for i in foreign]
-        cons += [x.borrowed[i] <= data.loan_cap * (1 - var) for i in foreign if i in _loan_set(data)]  # new loan
-        out.append(Term(f"multi-assets mode {venue}/{account}", "exclusive", cons))
+    if pos:
+        out.append(Term("multi-assets mode", "exclusive", [x.isolated[pos] <= pick(pos_acc) @ mode],
+                        elements=[labels[k] for k in pos_acc]))
+    # a foreign loan already taken: Multi-Assets mode
+    locked = [k for k, b in cross.items() if any(asset not in settles[k] for asset, _ in data.buckets[b].debts)]
+    if locked:
+        out.append(Term("multi-assets mode", "exclusive", [mode[locked] == 0], elements=[labels[k] for k in locked]))
+    if foreign:
+        slots, accs = [i for i, _ in foreign], [k for _, k in foreign]
+        cap = reach[[data.slots[i].asset for i in slots]]
+        out.append(Term("multi-assets mode", "exclusive", [x.value[slots] <= cp.multiply(cap, 1 - pick(accs) @ mode)],
+                        elements=[labels[k] for k in accs]))
+        loans = [(i, k) for i, k in foreign if i in loan_set]
+        if loans:  # a new loan of a foreign asset
+            accs = [k for _, k in loans]
+            out.append(Term("multi-assets mode", "exclusive",
+                            [x.borrowed[[i for i, _ in loans]] <= data.loan_cap * (1 - pick(accs) @ mode)],
+                            elements=[labels[k] for k in accs]))
     return out
 
 

@@ -16,7 +16,7 @@ from risk_models.compiled import CompiledBook
 from risk_models.delta_normal import normal_model_of, position_deltas
 from risk_models.errors import InputError, RiskModelError
 from risk_models.loading import LoadedBook
-from risk_models.revaluation import book_factors, position_scenarios
+from risk_models.revaluation import POSITION_BLOCK_ELEMENTS, book_factors, position_scenarios
 from risk_models.scenarios import ScenarioSet
 from risk_models.schema.policy import Policy
 from risk_models.unit_margin import UnitMargins, UnitMember, build_units
@@ -133,6 +133,7 @@ class ProblemData:
     loan_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # cross slots taking new loans
     loan_rates: np.ndarray = field(default_factory=lambda: np.zeros(0))  # annual borrow rate of each loan slot
     loan_cap: float = 0.0  # scaled USD: the largest new loan in one slot (and the big-M of Multi-Assets mode)
+    slot_reach: np.ndarray | None = None  # (n_slots,) scaled USD: the most a slot can hold (None: unbounded)
 
 
 def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, policy: Policy,
@@ -245,11 +246,17 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
         xp = x[factors.of_position]
         pnl_affine, mm_affine = affine_fit(loss, xp), affine_fit(mm_path, xp)
         del xp
-    loss += k * mm_path  # the buffered term L + k·MM of each position alone
+    step = max(1, POSITION_BLOCK_ELEMENTS // max(loss.shape[1], 1))
+    for start in range(0, loss.shape[0], step):  # the buffered term L + k·MM of each position alone, in blocks
+        loss[start:start + step] += k * mm_path[start:start + step]
     r = scenarios.returns_of(assets, pegged)
     loan_rates = np.array([policy.borrow_rates[assets[slots[i].asset]] for i in loan_slots])
     _check_no_arbitrage(policy, [assets[slots[i].asset] for i in loan_slots])
     gross_notional = sum(p.notional for p in positions)
+    loan_cap = LOAN_CAP_FACTOR * (float(holdings.sum()) + gross_notional) if loan_slots else 0.0
+    # conservation bounds every slot by what the desk holds of its asset plus every new loan of it
+    loans_of = np.bincount(np.array([slots[i].asset for i in loan_slots], dtype=int), minlength=len(assets))
+    reach = holdings + loan_cap * loans_of
     normal = _normal_terms(loaded, cb, policy, scenarios, assets, buckets, slots, positions, scale)
     return ProblemData(
         normal=normal,
@@ -262,7 +269,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
         alpha=policy.risk_model.confidence, buffer=k, policy=policy, venue_of_bucket=venue_of_bucket,
         multi_asset_exclusive=exclusive, total_capital=float(holdings.sum()),
         loan_slots=np.array(loan_slots, dtype=int), loan_rates=loan_rates,
-        loan_cap=LOAN_CAP_FACTOR * (float(holdings.sum()) + gross_notional) if loan_slots else 0.0,
+        loan_cap=loan_cap, slot_reach=np.array([reach[sl.asset] for sl in slots]),
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from risk_models.errors import PmoptError
 
 from .formulation import Decision, Term, build_terms, make_decision, objective
+from .linear_pools import Cuts
 from .problem import ProblemData
 
 SOLVER = "HIGHS"
@@ -51,14 +52,21 @@ class Solution:
     timing: dict[str, float] = field(default_factory=dict)  # seconds: cvxpy compile, solver, separation
     rounds: int = 1  # MILP solves (constraint generation adds rounds)
     scenario_rows: int | None = None  # scenario rows kept over all pools (None: every scenario)
-    working_sets: dict[int, np.ndarray] | None = None  # the final working sets (cross bucket → scenario rows)
+    working_sets: dict[int, np.ndarray] | Cuts | None = None  # the final working set (optimizer.working_set)
     solver_name: str = "HIGHS"
 
 
+WorkingSet = dict[int, np.ndarray] | Cuts
+"""Where buffer survival is kept: per cross bucket its scenario rows, or aggregated cuts over linear pools."""
+
+
 def _problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None,
-             rows: dict[int, np.ndarray] | None = None
+             rows: WorkingSet | None = None
              ) -> tuple[cp.Problem, list[Term], cp.Expression, dict[str, cp.Expression]]:
-    terms = build_terms(data, x, rows)
+    if isinstance(rows, Cuts):
+        terms = build_terms(data, x, pool_terms=rows.pools.terms(x, rows))
+    else:
+        terms = build_terms(data, x, rows)
     obj, parts = objective(data, x)
     cons = [c for t in terms for c in t.constraints] + (extra or [])
     return cp.Problem(cp.Minimize(obj), cons), terms, obj, parts
@@ -87,8 +95,13 @@ def _quiet_stdout() -> Iterator[None]:
         os.close(null)
 
 
+CUT_TOLERANCE = 1e-9
+"""Primal and dual feasibility tolerance of HiGHS over scenario cuts: a cut row's round-off is what a pool's equity
+sees, so it is held well below the separation tolerance (the cut problems are small: this costs little)."""
+
+
 def _run(prob: cp.Problem, time_limit: float, mip_gap: float, timing: dict[str, float] | None = None,
-         reuse: bool = False) -> float:
+         reuse: bool = False, tight: bool = False) -> float:
     """Solve with HiGHS; returns wall seconds and adds cvxpy's compile and the solver's own seconds to ``timing``.
 
     ``reuse``: the problem is solved again with new Parameter values (sweeps), so cvxpy compiles it in its
@@ -97,7 +110,10 @@ def _run(prob: cp.Problem, time_limit: float, mip_gap: float, timing: dict[str, 
     t0 = time.perf_counter()
     try:
         with _quiet_stdout():
-            prob.solve(solver=SOLVER, output_flag=False, ignore_dpp=not reuse, **solver_options(time_limit, mip_gap))
+            extra = {"primal_feasibility_tolerance": CUT_TOLERANCE, "dual_feasibility_tolerance": CUT_TOLERANCE} \
+                if tight else {}
+            prob.solve(solver=SOLVER, output_flag=False, ignore_dpp=not reuse, **solver_options(time_limit, mip_gap),
+                       **extra)
     except cp.error.SolverError as exc:
         raise SolverError(f"the solver failed: {exc}") from None
     seconds = time.perf_counter() - t0
@@ -109,12 +125,13 @@ def _run(prob: cp.Problem, time_limit: float, mip_gap: float, timing: dict[str, 
     return seconds
 
 
-Separator = Callable[[Decision, dict[int, np.ndarray]], dict[int, np.ndarray]]
-"""Given a solved Decision and the working sets (cross bucket → scenario rows), the scenarios each pool must add."""
+Separator = Callable[[Decision, WorkingSet], WorkingSet | None]
+"""Given a solved Decision and the working set, the working set grown by what the Decision violates, or None
+when it violates nothing over the full scenario set."""
 
 
 def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
-          rows: dict[int, np.ndarray] | None = None, separate: Separator | None = None,
+          rows: WorkingSet | None = None, separate: Separator | None = None,
           relax: bool = False) -> Solution:
     """Solve the MILP, then the LP with the binaries fixed (duals); infeasible → elastic top-up.
 
@@ -127,8 +144,8 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
     while True:
         rounds += 1
         x = make_decision(data, relax=relax)
-        prob, _, _, _ = _problem(data, x, rows=rows)
-        seconds += _run(prob, time_limit, mip_gap, timing)
+        prob, terms, _, parts = _problem(data, x, rows=rows)
+        seconds += _run(prob, time_limit, mip_gap, timing, tight=isinstance(rows, Cuts))
         if prob.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
             return _elastic(data, time_limit, seconds)  # a relaxation is infeasible: so is the full problem
         if x.value.value is None:
@@ -146,10 +163,11 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
     # another allocation of the same cost (ties within the solver's tolerance): it is checked over every scenario
     # too, and re-solved over the grown working sets until it holds (the MILP's optimum bounds it from above).
     modes = {acct: float(np.asarray(var.value)) if relax else _mode_value(x, acct) for acct, var in x.mode.items()}
-    while True:
+    lp, xf = prob, x  # the relaxation is an LP already: its duals are the shadow prices
+    while not relax:
         xf = make_decision(data, fixed_z=z, fixed_modes=modes)
         lp, terms, _, parts = _problem(data, xf, rows=rows)
-        seconds += _run(lp, time_limit, mip_gap, timing)
+        seconds += _run(lp, time_limit, mip_gap, timing, tight=isinstance(rows, Cuts))
         if lp.status != "optimal":
             raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")
         grown, spent = _grow(separate, xf, rows, timing)
@@ -157,7 +175,7 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         if grown is None:
             break
         rows = grown
-    used = int(sum(len(r) for r in rows.values())) if rows is not None else None
+    used = None if rows is None else len(rows) if isinstance(rows, Cuts) else int(sum(len(r) for r in rows.values()))
     return Solution(
         status=status, objective=float(lp.value) * data.scale, isolated=z,
         value=np.asarray(xf.value.value) * data.scale, wallet=np.asarray(xf.wallet.value) * data.scale,
@@ -168,19 +186,17 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
     )
 
 
-def _grow(separate: Separator | None, x: Decision, rows: dict[int, np.ndarray] | None, timing: dict[str, float]
-          ) -> tuple[dict[int, np.ndarray] | None, float]:
-    """The working sets grown by the scenarios a solved Decision violates, or None when it violates none (or
-    there are no working sets); and the seconds the check took."""
+def _grow(separate: Separator | None, x: Decision, rows: WorkingSet | None, timing: dict[str, float]
+          ) -> tuple[WorkingSet | None, float]:
+    """The working set grown by what a solved Decision violates, or None when it violates nothing (or there is
+    no working set); and the seconds the check took."""
     if rows is None or separate is None:
         return None, 0.0
     t0 = time.perf_counter()
-    add = separate(x, rows)
+    grown = separate(x, rows)
     spent = time.perf_counter() - t0
     timing["separation"] = timing.get("separation", 0.0) + spent
-    if not add:
-        return None, spent
-    return {b: np.union1d(r, add[b]) if b in add else r for b, r in rows.items()}, spent
+    return grown, spent
 
 
 class CompiledProblem:

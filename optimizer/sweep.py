@@ -58,7 +58,7 @@ def run_sweep(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, param:
         return fresh
     working = None
     if worth_it(data):  # compile over the working sets of the base policy's optimum (constraint generation)
-        base = solve_generated(loaded, data, scenarios)
+        base = solve_generated(loaded, data, scenarios, cuts=False)  # rows: aggregated cuts hold the knobs fixed
         working = base.working_sets if base.status != "infeasible" else None
     compiled = CompiledProblem(data, working)
     knobs = compiled.x.knobs

@@ -35,6 +35,7 @@ from risk_models.venue_margin import evaluate
 
 from .conic import solve_conic
 from .formulation import Decision, evaluate_pools
+from .linear_pools import Cuts, LinearPools, linear_pools, tail_size
 from .problem import ProblemData
 from .solve import Solution, solve
 
@@ -82,25 +83,33 @@ class ScenarioOracle:
         term = (state.equity[idx, None] - rv.equity[idx]) + self.data.buffer * rv.maintenance[idx]
         return PoolTerms(self.scenarios.coverage[None, :] * term, state.equity[idx])
 
-    def initial(self, book: Book) -> dict[int, np.ndarray]:
-        """A first working set per pool: its worst scenarios today, three times the tail's size (at least 20), and
-        the same with the pool's equity held in each non-stable asset it accepts (where the optimizer may move
-        it: those scenarios would otherwise come in a second round)."""
+    def variants(self, book: Book) -> dict[int, list[np.ndarray]]:
+        """Per pool, its counted terms today (S,) and the same with the pool's equity held in each non-stable
+        asset it accepts (where the optimizer may move it: those scenarios would otherwise come in a second
+        round)."""
         pt = self.pool_terms(book)
-        n_s = pt.terms.shape[1]
-        m = min(n_s, max(20, math.ceil(3 * (1 - self.measure.alpha) * n_s) if self.measure.kind == "es" else 20))
         r = self.data.returns
         moving = np.abs(r).max(axis=0) > 0 if r.size else np.zeros(0, dtype=bool)
-        out = {}
-        for j, b in enumerate(self.cross):
-            assets = {s.asset for s in self.data.slots if s.bucket == b and moving[s.asset]}
-            variants = [pt.terms[j]] + [pt.terms[j] - max(pt.equity[j], 0.0) * r[:, a] for a in sorted(assets)]
-            out[b] = np.unique(np.concatenate([np.argsort(-v, kind="stable")[:m] for v in variants]))
-        return out
+        assets_of: dict[int, set[int]] = {}
+        for s in self.data.slots:
+            if moving[s.asset]:
+                assets_of.setdefault(s.bucket, set()).add(s.asset)
+        return {b: [pt.terms[j]] + [pt.terms[j] - max(pt.equity[j], 0.0) * r[:, a]
+                                    for a in sorted(assets_of.get(b, set()))]
+                for j, b in enumerate(self.cross)}
 
-    def separate(self, x: Decision, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-        """Scenarios to add per pool (empty when the solved Decision ``x`` meets every pool's full-set
-        requirement), evaluated by the formulation's own numpy face over every scenario."""
+    def initial(self, book: Book) -> dict[int, np.ndarray]:
+        """A first working set per pool: the worst scenarios of each of its :meth:`variants`, three times the
+        tail's size (at least 20)."""
+        n_s = self.data.returns.shape[0]
+        m = min(n_s, max(20, math.ceil(3 * (1 - self.measure.alpha) * n_s) if self.measure.kind == "es" else 20))
+        return {b: np.unique(np.concatenate([np.argsort(-v, kind="stable")[:m] for v in variants]))
+                for b, variants in self.variants(book).items()}
+
+
+    def separate(self, x: Decision, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray] | None:
+        """The working sets grown by the scenarios each pool must add; None when the solved Decision ``x`` meets
+        every pool's full-set requirement, evaluated by the formulation's own numpy face over every scenario."""
         terms, equities = evaluate_pools(self.data, x)
         p = self.data.probabilities
         tol = SEPARATION_TOLERANCE
@@ -120,7 +129,72 @@ class ScenarioOracle:
             if add.size:
                 cap = max(50, math.ceil(MAX_ADDED * (1 - self.measure.alpha) * term.size))
                 out[b] = np.sort(add[np.argsort(-term[add], kind="stable")[:cap]])
-        return out
+        if not out:
+            return None
+        return {b: np.union1d(r, out[b]) if b in out else r for b, r in rows.items()}
+
+
+class CutOracle:
+    """Scenario cuts for linear pools (:mod:`optimizer.linear_pools`): a first set from each pool's variants
+    today, then Kelley's cutting plane — at a solved (x, t) whose Rockafellar–Uryasev value over all scenarios
+    exceeds the pool's equity, the cut over the scenarios above t (violated there by construction) and the one
+    over the tail at x's own value at risk.  The cuts only grow and there are finitely many, so the loop ends; when
+    no pool is violated, the full constraint holds with the solved t: the method is exact."""
+
+    def __init__(self, loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSet, pools: LinearPools) -> None:
+        self.oracle = ScenarioOracle(loaded, data, scenarios)
+        self.pools = pools
+        self.data = data
+        self.tail = tail_size(data.alpha, data.returns.shape[0])
+
+    def initial(self, book: Book) -> Cuts:
+        pool, rows = [], []
+        row_of = {b: j for j, b in enumerate(self.pools.buckets)}
+        for b, variants in self.oracle.variants(book).items():
+            for v in variants:
+                top = np.sort(np.argsort(-v, kind="stable")[:self.tail if self.data.measure == "es" else 20])
+                if self.data.measure == "es":
+                    pool.append(row_of[b])
+                    rows.append(top)
+                else:
+                    pool += [row_of[b]] * len(top)
+                    rows += [np.array([s]) for s in top]
+        return Cuts(self.pools).grown(pool, rows)
+
+    def separate(self, x: Decision, cuts: Cuts) -> Cuts | None:
+        terms, equity = self.pools.values(x)
+        tol = SEPARATION_TOLERANCE
+        p = self.data.probabilities
+        t = np.asarray(x.at_risk.value, dtype=float) if x.at_risk is not None else np.zeros(len(equity))
+        pool: list[int] = []
+        rows: list[np.ndarray] = []
+        seen = {(j, r.tobytes()) for j, r in zip(cuts.pool, cuts.rows, strict=True)}
+        for j in range(len(equity)):
+            term = terms[j]
+            if self.data.measure == "worst":
+                if term.max(initial=-math.inf) <= equity[j] + tol:
+                    continue
+                add = np.nonzero(term > equity[j] - tol)[0]
+                add = add[np.argsort(-term[add], kind="stable")[:50]]
+                pool += [j] * len(add)
+                rows += [np.array([s]) for s in add]
+                continue
+            excess = term - t[j]
+            if t[j] + (p @ np.maximum(excess, 0.0)) / (1 - self.data.alpha) <= equity[j] + tol:
+                continue
+            above = np.nonzero(excess > 0)[0]
+            pool.append(j)
+            rows.append(above)
+            top = np.sort(np.argpartition(-term, self.tail - 1)[:self.tail]) if self.tail < term.size else \
+                np.arange(term.size)
+            if top.size != above.size or not np.array_equal(top, above):
+                pool.append(j)
+                rows.append(top)
+        # a cut the problem holds already is violated by solver round-off only: nothing new to add
+        fresh = [(j, r) for j, r in zip(pool, rows, strict=True) if (j, r.tobytes()) not in seen]
+        if not fresh:
+            return None
+        return cuts.grown([j for j, _ in fresh], [r for _, r in fresh])
 
 
 def _restricted_var(term: np.ndarray, p: np.ndarray, alpha: float) -> float:
@@ -133,13 +207,18 @@ def _restricted_var(term: np.ndarray, p: np.ndarray, alpha: float) -> float:
 
 
 def solve_generated(loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSet, time_limit: float = 120.0,
-                    mip_gap: float = 1e-6, relax: bool = False) -> Solution:
+                    mip_gap: float = 1e-6, relax: bool = False, cuts: bool = True) -> Solution:
     """:func:`optimizer.solve.solve` with scenario constraint generation where it pays (:func:`worth_it`), the
     whole scenario set otherwise.  The same optimum either way.  ``relax``: the continuous relaxation."""
     if data.normal is not None:  # the closed-form delta-normal buffer: a cone, no scenario rows
         return solve_conic(data, time_limit=time_limit, mip_gap=mip_gap)
     if not worth_it(data):
         return solve(data, time_limit=time_limit, mip_gap=mip_gap, relax=relax)
+    pools = linear_pools(data) if cuts else None
+    if pools is not None:
+        cut_oracle = CutOracle(loaded, data, scenarios, pools)
+        return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=cut_oracle.initial(loaded.book),
+                     separate=cut_oracle.separate, relax=relax)
     oracle = ScenarioOracle(loaded, data, scenarios)
     return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=oracle.initial(loaded.book),
                  separate=oracle.separate, relax=relax)

@@ -174,14 +174,31 @@ class PositionScenarios:
     maintenance: np.ndarray  # (P, S)
 
 
+POSITION_BLOCK_ELEMENTS = 1 << 18
+"""Positions are revalued in blocks of about this many (position, scenario) entries: every temporary stays in
+cache (2 MiB), tier loops stop at the block's own largest bracket, and only the two results are full-sized."""
+
+
 def position_scenarios(cb: CompiledBook, growth: np.ndarray) -> PositionScenarios:
+    """Every position alone in every scenario (``growth`` (A, S) = 1 + returns), computed in blocks of positions
+    (:data:`POSITION_BLOCK_ELEMENTS`) written into the two (P, S) results."""
     pa = cb.positions
     factors = book_factors(cb)
-    x = factors.values(growth)[factors.of_position]
-    mark = pa.mark[:, None] * x
-    settle_now = cb.prices[pa.settle]
-    settle_price = settle_now[:, None] * growth[pa.settle]
-    pnl_now = unrealized_pnl(pa, pa.mark) * settle_now
-    loss = pnl_now[:, None] - unrealized_pnl(pa, mark) * settle_price
-    mm = maintenance_settle(pa, settle_notional(pa, mark)) * settle_price * pa.ask_settle[:, None]
+    x_all = factors.values(growth)
+    n_p, n_s = len(pa), growth.shape[1]
+    loss, mm = np.empty((n_p, n_s)), np.empty((n_p, n_s))
+    step = max(1, POSITION_BLOCK_ELEMENTS // max(n_s, 1))
+    for start in range(0, n_p, step):
+        rows = np.arange(start, min(start + step, n_p))
+        sub = pa.take(rows)
+        mark = sub.mark[:, None] * x_all[factors.of_position[rows]]
+        settle_now = cb.prices[sub.settle]
+        settle_price = settle_now[:, None] * growth[sub.settle]
+        pnl_now = unrealized_pnl(sub, sub.mark) * settle_now
+        block = loss[start:start + len(rows)]
+        np.multiply(unrealized_pnl(sub, mark), settle_price, out=block)
+        np.subtract(pnl_now[:, None], block, out=block)
+        block = mm[start:start + len(rows)]
+        np.multiply(maintenance_settle(sub, settle_notional(sub, mark)), settle_price, out=block)
+        block *= sub.ask_settle[:, None]
     return PositionScenarios(loss, mm)

@@ -1,0 +1,141 @@
+"""Linear pools and their scenario cuts (optimizer.linear_pools), and the pieces that keep big books fast.
+
+The pools' numpy face must equal the formulation's own expressions evaluated at a solution (loans, existing debts
+and first-slice tiered collateral included); a cut row must be the weighted sum of its scenarios' terms; tiers
+beyond a slot's reach are dropped exactly; blocked revaluation equals one block.  That the cut path reaches the
+full problem's optimum is checked on random books in tests/test_working_set.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from optimizer.formulation import evaluate_pools, make_decision, reachable_pieces
+from optimizer.linear_pools import Cuts, linear_pools
+from optimizer.problem import Slot, build_problem
+from optimizer.solve import _problem
+from optimizer.working_set import solve_generated
+from risk_models import revaluation
+from risk_models.compiled import compile_book
+from risk_models.venue_margin import evaluate
+from tests.conftest import Books
+from tests.test_borrowing import desk, load
+from tests.test_borrowing import policy as borrow_policy
+from tests.test_optimizer import TIERED_RULES, book, policy, pos, scenarios
+from tests.test_optimizer import load as load_optimizer
+
+
+def _solved(data, relax: bool = True):
+    x = make_decision(data, relax=relax)
+    prob, _, _, _ = _problem(data, x)
+    prob.solve(solver="HIGHS")
+    assert prob.status == "optimal"
+    return x
+
+
+def _borrowing_data(books: Books, measure: str):
+    # a loan may be taken (borrow_rates), the lend pool owes 1,000 USDT already, BTC at a flat 50 % in the trade pool
+    loaded = load(books, desk(lend_collateral={"USDT": -1_000.0, "BTC": 0.3}))
+    pol = borrow_policy({"USDT": 0.01}, risk_model={"measure": measure})
+    cb = compile_book(loaded)
+    return build_problem(loaded, cb, evaluate(cb), pol, scenarios(3, n=250))
+
+
+@pytest.mark.parametrize("measure", ["es", "worst"])
+def test_the_numpy_face_equals_the_formulation_with_loans_and_debts(books: Books, measure: str) -> None:
+    data = _borrowing_data(books, measure)
+    pools = linear_pools(data)
+    assert pools is not None
+    x = _solved(data)
+    assert np.abs(np.asarray(x.borrowed.value)).max() > 0 or data.loan_slots.size  # loans are in the problem
+    terms, equity = pools.values(x)
+    want_terms, want_equity = evaluate_pools(data, x)
+    np.testing.assert_allclose(equity, want_equity, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(terms, want_terms, rtol=1e-10, atol=1e-14)
+
+
+def test_first_slice_tiered_collateral_is_linear_and_equals_the_formulation(books: Books) -> None:
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 30_000.0, "BTC": 0.2}, positions)}, {"USDT": 40_000.0}),
+                            TIERED_RULES)
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(), scenarios(4, n=300))
+    assert any(s.usd_tiers for s in data.slots)
+    pools = linear_pools(data)
+    assert pools is not None  # the BTC the desk holds never reaches the second tier, even after the largest rise
+    x = _solved(data, relax=False)
+    terms, equity = pools.values(x)
+    want_terms, want_equity = evaluate_pools(data, x)
+    np.testing.assert_allclose(equity, want_equity, rtol=1e-12)
+    np.testing.assert_allclose(terms, want_terms, rtol=1e-10, atol=1e-14)
+    # and a slot that could reach its second tier is not linear: the pool keeps its per-scenario hypograph
+    assert linear_pools(replace(data, slot_reach=data.slot_reach * 1e3)) is None
+    assert linear_pools(replace(data, slot_reach=None)) is None
+
+
+def test_a_cut_row_is_the_weighted_sum_of_its_scenarios_terms(books: Books) -> None:
+    data = _borrowing_data(books, "es")
+    pools = linear_pools(data)
+    x = _solved(data)
+    terms, _ = pools.values(x)
+    rng = np.random.default_rng(1)
+    cuts = Cuts(pools).grown([0, 1, 0], [np.sort(rng.choice(250, 9, replace=False)), np.arange(250), np.array([7])])
+    rows = pools.cut_rows(cuts)
+    hv, v = np.asarray(x.haircut_value.value), np.asarray(x.value.value)
+    z, loan = np.asarray(x.isolated.value, dtype=float), np.asarray(x.borrowed.value)
+    value = rows.const + rows.ch @ hv + rows.cv @ v + rows.cb @ loan - rows.cz @ z
+    p, tail = data.probabilities, 1.0 / (1.0 - data.alpha)
+    for k, (j, idx) in enumerate(zip(cuts.pool, cuts.rows, strict=True)):
+        assert value[k] == pytest.approx(tail * p[idx] @ terms[j, idx], rel=1e-10, abs=1e-15)
+        assert rows.mass[k] == pytest.approx(tail * p[idx].sum(), rel=1e-12)
+    assert rows.owner.toarray().tolist() == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
+
+
+def test_cuts_and_rows_reach_the_same_optimum_with_a_loan(books: Books) -> None:
+    data = _borrowing_data(books, "es")
+    loaded = load(books, desk(lend_collateral={"USDT": -1_000.0, "BTC": 0.3}))
+    sc = scenarios(3, n=250)
+    by_cuts = solve_generated(loaded, data, sc)
+    by_rows = solve_generated(loaded, data, sc, cuts=False)
+    assert isinstance(by_cuts.working_sets, Cuts)
+    assert by_cuts.objective == pytest.approx(by_rows.objective, rel=1e-7)
+    assert by_cuts.scenario_rows < by_rows.scenario_rows
+
+
+def test_reachable_pieces_by_hand() -> None:
+    # H(x) = x on [0, 10], then 0.5 x on (10, 30], flat at 20 above 30: pieces (1, 0), (0.5, 5), (0, 20)
+    slot = Slot(0, 0, 1.0, np.array([0.0, 10.0]), np.array([10.0, 20.0]), np.array([1.0, 0.5]), 0.0, usd_tiers=True)
+    assert [list(a) for a in reachable_pieces(slot, None)] == [[1.0, 0.5, 0.0], [0.0, 5.0, 20.0]]
+    assert [list(a) for a in reachable_pieces(slot, 5.0)] == [[1.0], [0.0]]
+    assert [list(a) for a in reachable_pieces(slot, 10.0)] == [[1.0], [0.0]]  # at the cap both agree
+    assert [list(a) for a in reachable_pieces(slot, 15.0)] == [[1.0, 0.5], [0.0, 5.0]]
+    assert [list(a) for a in reachable_pieces(slot, 40.0)] == [[1.0, 0.5, 0.0], [0.0, 5.0, 20.0]]
+
+
+def test_revaluation_in_blocks_equals_one_block(books: Books, monkeypatch: pytest.MonkeyPatch) -> None:
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6, "isolated", 5_000.0)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 30_000.0}, positions)}, {"USDT": 40_000.0}))
+    cb = compile_book(loaded)
+    growth = scenarios(2, n=101).growth_of(cb.assets, ("USDT", "USDC"))
+    whole = revaluation.position_scenarios(cb, growth)
+    monkeypatch.setattr(revaluation, "POSITION_BLOCK_ELEMENTS", 101)  # one position per block
+    blocked = revaluation.position_scenarios(cb, growth)
+    np.testing.assert_array_equal(blocked.loss, whole.loss)
+    np.testing.assert_array_equal(blocked.maintenance, whole.maintenance)
+
+
+def test_times_isolated_equals_the_indexed_product(books: Books) -> None:
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6, pinned=True)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 30_000.0}, positions)}, {"USDT": 40_000.0}))
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(), scenarios(1, n=50))
+    x = make_decision(data, relax=True)
+    assert x.free is not None and x.iso_affine is not None
+    x.free.value = np.linspace(0.2, 0.9, x.free.size)
+    matrix = np.random.default_rng(0).normal(size=(7, 2))
+    for pos_idx in ([0, 2], [2, 1]):
+        got = x.times_isolated(matrix, pos_idx).value
+        np.testing.assert_allclose(got, matrix @ np.asarray(x.isolated.value)[pos_idx], rtol=1e-14)
