@@ -17,8 +17,8 @@ import time
 import cvxpy as cp
 import numpy as np
 
+from .decision import Decision, make_decision
 from .elastic import top_up_problem
-from .formulation import Decision, make_decision
 from .problem import ProblemData
 from .solve import (
     Solution,

@@ -47,7 +47,9 @@ from risk_models.scenarios import ScenarioSet
 from risk_models.schema import Book
 from risk_models.venue_margin import MarginState
 
-from .formulation import Decision, Term, _exclusive_terms, build_terms, make_decision, objective
+from .account_terms import _exclusive_terms
+from .decision import Decision, Term, make_decision
+from .formulation import build_terms, objective
 from .problem import ProblemData, alone_unit
 from .solve import Solution, SolverError, _mip_gap, _run
 

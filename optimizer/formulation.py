@@ -8,124 +8,15 @@ Scenario data enters as constant matrices multiplied into variables, with explic
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import cvxpy as cp
 import numpy as np
 from scipy import sparse
 
+from .account_terms import _cap_terms, _exclusive_terms, _isolated_terms, _loan_set
+from .decision import Decision, Term
 from .problem import ProblemData, Slot, concave_pieces, restrict
-
-
-@dataclass
-class Knobs:
-    """Policy numbers as cvxpy Parameters, so that a sweep re-solves the compiled problem instead of rebuilding it."""
-
-    buffer: cp.Parameter  # k
-    tail: cp.Parameter  # 1 / (1 − α)
-    yields: cp.Parameter  # (n_slots,) annual yield of each slot's asset × carry horizon in years
-    iso_need: cp.Parameter  # (P,) scaled USD of isolated margin each position needs
-
-    @classmethod
-    def of(cls, data: ProblemData) -> Knobs:
-        horizon = data.policy.carry_horizon_days / 365.0
-        yields = np.array([data.policy.yields.get(data.assets[s.asset], 0.0) * horizon for s in data.slots])
-        needs = np.array([p.iso_need if math.isfinite(p.iso_need) else 0.0 for p in data.positions])
-        return cls(cp.Parameter(nonneg=True, value=data.buffer, name="buffer"),
-                   cp.Parameter(nonneg=True, value=1.0 / (1.0 - data.alpha), name="tail"),
-                   cp.Parameter(len(data.slots), value=yields, name="yields"),
-                   cp.Parameter(len(data.positions), nonneg=True, value=needs, name="isolated need"))
-
-
-@dataclass
-class Decision:
-    """The shared variables and the affine expressions built from them."""
-
-    value: cp.Variable  # (n_slots,) scaled USD held in each (bucket, asset) slot
-    slices: cp.Variable  # (n_slices,) haircut slices, scaled USD
-    wallet: cp.Variable  # (A,)
-    inflow: cp.Variable  # (n_slots,)
-    outflow: cp.Variable  # (n_slots,)
-    free: cp.Variable | None  # (n_free,) boolean or relaxed: 1 = isolated
-    mode: dict[tuple[str, str], cp.Expression]  # account → boolean (or fixed): 1 = may isolate (Multi-Assets off)
-    isolated: cp.Expression  # (P,) 1 = isolated, constants for fixed positions
-    haircut_value: cp.Expression  # (n_slots,)
-    knobs: Knobs
-    slot_of_slice: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    extra: list[cp.Constraint] = field(default_factory=list)  # definitions of auxiliary variables
-    borrow: cp.Variable | None = None  # (n_loans,) scaled USD of new loans at today's prices (data.loan_slots)
-    borrowed: cp.Expression | None = None  # (n_slots,) the same per slot, 0 where no loan may be taken
-    cuts: dict[int, np.ndarray] | None = None  # delta-normal only: outer-approximation directions per cross pool
-    sigma: dict[int, cp.Expression] = field(default_factory=dict)  # delta-normal: Fᵀδ_b per cross pool (filled)
-    iso_affine: tuple[np.ndarray, sparse.csr_array, cp.Variable] | None = None  # isolated = base + pick @ var
-    at_risk: cp.Variable | None = None  # scenario cuts: each linear pool's value-at-risk variable t (filled)
-
-    def times_isolated(self, matrix: np.ndarray, pos: list[int] | np.ndarray) -> cp.Expression:
-        """``matrix`` (R, n) @ isolated[pos], (R,).  Built with one sparse coefficient on the mode variable: a
-        dense matrix times an indexed expression makes cvxpy form R × (every mode) products, which at thousands
-        of positions and tens of thousands of scenario rows costs minutes."""
-        pos = np.asarray(pos, dtype=int)
-        if isinstance(self.isolated, cp.Constant):
-            return cp.Constant(matrix @ np.asarray(self.isolated.value, dtype=float)[pos])
-        if self.iso_affine is None:
-            return matrix @ self.isolated[pos]
-        base, pick, var = self.iso_affine
-        return matrix @ base[pos] + (sparse.csr_array(matrix) @ pick[pos]) @ var
-
-    def net(self) -> cp.Expression:
-        """(n_slots,) scaled USD: what each slot holds, less the new loan taken there."""
-        return self.value if self.borrowed is None else self.value - self.borrowed
-
-
-def make_decision(data: ProblemData, relax: bool = False, fixed_z: np.ndarray | None = None,
-                  fixed_modes: dict[tuple[str, str], float] | None = None) -> Decision:
-    n_slots = len(data.slots)
-    widths = np.concatenate([s.widths for s in data.slots]) if data.slots else np.zeros(0)
-    ratios = np.concatenate([s.ratios for s in data.slots]) if data.slots else np.zeros(0)
-    slot_of_slice = np.concatenate([np.full(len(s.widths), i) for i, s in enumerate(data.slots)]).astype(int)
-    slices = cp.Variable(len(widths), nonneg=True, name="slices")
-    to_slot = sparse.csr_array((ratios, (slot_of_slice, np.arange(len(widths)))), shape=(n_slots, len(widths)))
-    free_idx = [i for i, p in enumerate(data.positions) if not p.fixed]
-    iso_affine = None
-    if fixed_z is not None or not free_idx:
-        free = None
-        z0 = np.array([1.0 if p.isolated_now else 0.0 for p in data.positions])
-        isolated = cp.Constant(fixed_z if fixed_z is not None else z0) if data.positions else cp.Constant(np.zeros(0))
-    else:
-        free = cp.Variable(len(free_idx), boolean=not relax, name="isolated")
-        base = np.array([1.0 if (p.fixed and p.isolated_now) else 0.0 for p in data.positions])
-        pick = sparse.csr_array((np.ones(len(free_idx)), (free_idx, np.arange(len(free_idx)))),
-                                shape=(len(data.positions), len(free_idx)))
-        isolated = base + pick @ free
-        iso_affine = (base, pick, free)
-    integral = not relax and fixed_z is None
-    mode = {acct: cp.Constant(fixed_modes[acct]) if fixed_modes is not None and acct in fixed_modes
-            else cp.Variable(boolean=integral, name=f"may_isolate {acct[0]}/{acct[1]}")
-            for acct, exclusive in data.multi_asset_exclusive.items() if exclusive}
-    borrow = borrowed = None
-    if len(data.loan_slots):
-        borrow = cp.Variable(len(data.loan_slots), nonneg=True, name="borrow")
-        n_loans = len(data.loan_slots)
-        borrowed = sparse.csr_array((np.ones(n_loans), (data.loan_slots, np.arange(n_loans))),
-                                    shape=(n_slots, n_loans)) @ borrow
-    return Decision(cp.Variable(n_slots, nonneg=True, name="value"), slices,
-                    cp.Variable(len(data.assets), nonneg=True, name="wallet"),
-                    cp.Variable(n_slots, nonneg=True, name="inflow"), cp.Variable(n_slots, nonneg=True, name="outflow"),
-                    free, mode, isolated, to_slot @ slices, Knobs.of(data), slot_of_slice, borrow=borrow,
-                    borrowed=borrowed, iso_affine=iso_affine)
-
-
-@dataclass
-class Term:
-    """A named group of constraints.  ``elements`` names the entries of a vectorized term (one per bucket, say):
-    entry i of each of its constraints belongs to ``elements[i]`` (the binding-constraint list reports them apart).
-    """
-
-    name: str
-    kind: str
-    constraints: list[cp.Constraint] = field(default_factory=list)
-    elements: list[str] | None = None
 
 
 def _slots_of(data: ProblemData, bucket: int) -> list[int]:
@@ -314,11 +205,6 @@ def reachable_pieces(slot: Slot, reach: float | None) -> tuple[np.ndarray, np.nd
     if len(slopes) > len(slot.lows):  # the flat piece
         keep[-1] = slot.lows[-1] + slot.widths[-1] < reach
     return slopes[keep], intercepts[keep]
-
-
-def _loan_set(data: ProblemData) -> set[int]:
-    """Slots where a new loan may be taken."""
-    return set(data.loan_slots.tolist())
 
 
 def position_sum(data: ProblemData, x: Decision, pos: list[int], affine: np.ndarray | None, columns: np.ndarray,
@@ -533,114 +419,6 @@ def _normal_buffer(data: ProblemData, x: Decision, b: int, slots: list[int], pos
         else:
             cons.append(equity >= k * need)
     return Term(f"buffer {bucket.label}", "buffer", cons[::-1])
-
-
-def _isolated_terms(data: ProblemData, x: Decision) -> list[Term]:
-    """Every isolated bucket as one vectorized term: its margin covers the position's need when it is isolated
-    (z = 1) and is empty otherwise; a position whose need is infinite can never be isolated."""
-    slot_of_bucket = {s.bucket: i for i, s in enumerate(data.slots) if data.buckets[s.bucket].position is not None}
-    js, slots, labels, never = [], [], [], []
-    for j, ps in enumerate(data.positions):
-        if ps.iso_bucket < 0:
-            continue
-        if not math.isfinite(ps.iso_need):
-            never.append(j)
-            continue
-        js.append(j)
-        slots.append(slot_of_bucket[ps.iso_bucket])
-        labels.append(f"isolated margin {data.buckets[ps.iso_bucket].label}")
-    out = []
-    fixed = js and x.free is None and isinstance(x.isolated, cp.Constant)
-    z_fixed = np.asarray(x.isolated.value, dtype=float)[js] if fixed else None
-    if z_fixed is not None and np.all((z_fixed == 0) | (z_fixed == 1)) and all(
-            isinstance(v, cp.Constant) for v in x.mode.values()):
-        # every mode fixed at 0 or 1: an isolated bucket is needed or empty, no big-M
-        on = [k for k in range(len(js)) if z_fixed[k] > 0.5]
-        off = [k for k in range(len(js)) if z_fixed[k] <= 0.5]
-        if on:
-            out.append(Term("isolated margin", "isolated",
-                            [x.value[[slots[k] for k in on]] >= x.knobs.iso_need[[js[k] for k in on]]],
-                            elements=[labels[k] for k in on]))
-        if off:
-            out.append(Term("isolated buckets left empty", "definition", [x.value[[slots[k] for k in off]] == 0]))
-        js = []
-    if js:
-        # big-M of the on/off link: conservation already keeps value <= holdings; max(·, iso_need) keeps the
-        # elastic re-solve (holdings + top-up) able to isolate a position whose need exceeds today's holdings
-        cap = np.array([max(data.holdings[data.positions[j].settle], data.positions[j].iso_need) for j in js])
-        z = x.isolated[js]
-        out.append(Term("isolated margin", "isolated",
-                        [x.value[slots] >= cp.multiply(x.knobs.iso_need[js], z), x.value[slots] <= cp.multiply(cap, z)],
-                        elements=labels))
-    if never:
-        out.append(Term("isolated", "isolated", [x.isolated[never] == 0],
-                        elements=[f"isolated {data.buckets[data.positions[j].iso_bucket].label}" for j in never]))
-    return out
-
-
-def _cap_terms(data: ProblemData, x: Decision) -> list[Term]:
-    out = []
-    for venue, share in data.policy.venue_cap.items():
-        slots = [i for i, s in enumerate(data.slots) if data.venue_of_bucket[s.bucket] == venue]
-        if slots:
-            out.append(Term(f"venue cap {venue}", "venue_cap",
-                            [cp.sum(x.value[slots]) <= share * data.total_capital]))
-    return out
-
-
-def _exclusive_terms(data: ProblemData, x: Decision) -> list[Term]:
-    """Multi-Assets mode: an account either posts non-settle collateral or holds isolated positions.  One
-    vectorized term per kind of link, an entry per position or slot named by its account."""
-    accounts = list(x.mode)
-    if not accounts:
-        return []
-    row = {acct: k for k, acct in enumerate(accounts)}
-    labels = [f"multi-assets mode {venue}/{account}" for venue, account in accounts]
-    n_acc = len(accounts)
-    mode = cp.hstack([cp.reshape(x.mode[acct], (1,), order="F") for acct in accounts])
-    pos, pos_acc = [], []
-    settles: dict[int, set[int]] = {k: set() for k in range(n_acc)}
-    for i, p in enumerate(data.positions):
-        bk = data.buckets[p.cross_bucket]
-        k = row.get((bk.venue, bk.account))
-        if k is not None:
-            pos.append(i)
-            pos_acc.append(k)
-            settles[k].add(p.settle)
-    cross = {row[(bk.venue, bk.account)]: b for b, bk in enumerate(data.buckets)
-             if bk.position is None and (bk.venue, bk.account) in row}
-    account_of_bucket = {b: k for k, b in cross.items()}
-    # big-M: what the desk holds of the asset plus what it may borrow
-    loanable = np.bincount(np.array([data.slots[i].asset for i in data.loan_slots], dtype=int),
-                           minlength=len(data.assets))
-    reach = data.holdings + data.loan_cap * loanable
-    loan_set = _loan_set(data)
-    foreign = [(i, account_of_bucket[s.bucket]) for i, s in enumerate(data.slots)
-               if s.bucket in account_of_bucket and s.asset not in settles[account_of_bucket[s.bucket]]]
-
-    def pick(accs: list[int]) -> sparse.csr_array:
-        return sparse.csr_array((np.ones(len(accs)), (np.arange(len(accs)), accs)), shape=(len(accs), n_acc))
-
-    out = []
-    if pos:
-        out.append(Term("multi-assets mode", "exclusive", [x.isolated[pos] <= pick(pos_acc) @ mode],
-                        elements=[labels[k] for k in pos_acc]))
-    # a foreign loan already taken: Multi-Assets mode
-    locked = [k for k, b in cross.items() if any(asset not in settles[k] for asset, _ in data.buckets[b].debts)]
-    if locked:
-        out.append(Term("multi-assets mode", "exclusive", [mode[locked] == 0], elements=[labels[k] for k in locked]))
-    if foreign:
-        slots, accs = [i for i, _ in foreign], [k for _, k in foreign]
-        cap = reach[[data.slots[i].asset for i in slots]]
-        out.append(Term("multi-assets mode", "exclusive", [x.value[slots] <= cp.multiply(cap, 1 - pick(accs) @ mode)],
-                        elements=[labels[k] for k in accs]))
-        loans = [(i, k) for i, k in foreign if i in loan_set]
-        if loans:  # a new loan of a foreign asset
-            accs = [k for _, k in loans]
-            out.append(Term("multi-assets mode", "exclusive",
-                            [x.borrowed[[i for i, _ in loans]] <= data.loan_cap * (1 - pick(accs) @ mode)],
-                            elements=[labels[k] for k in accs]))
-    return out
 
 
 def objective(data: ProblemData, x: Decision) -> tuple[cp.Expression, dict[str, cp.Expression]]:

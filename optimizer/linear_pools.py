@@ -29,7 +29,8 @@ import cvxpy as cp
 import numpy as np
 from scipy import sparse
 
-from .formulation import Decision, Term, reachable_pieces
+from .decision import Decision, Term
+from .formulation import reachable_pieces
 from .problem import ProblemData
 
 

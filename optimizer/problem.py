@@ -243,9 +243,7 @@ def build_problem(loaded: LoadedBook, cb: CompiledBook, state: MarginState, poli
     x = factors.values(growth)
     pnl_affine = mm_affine = None
     if _shared_factors(positions, factors.of_position):  # aggregation per factor can remove columns
-        xp = x[factors.of_position]
-        pnl_affine, mm_affine = affine_fit(loss, xp), affine_fit(mm_path, xp)
-        del xp
+        pnl_affine, mm_affine = affine_fit(loss, x, factors.of_position), affine_fit(mm_path, x, factors.of_position)
     step = max(1, POSITION_BLOCK_ELEMENTS // max(loss.shape[1], 1))
     for start in range(0, loss.shape[0], step):  # the buffered term L + k·MM of each position alone, in blocks
         loss[start:start + step] += k * mm_path[start:start + step]
@@ -340,25 +338,34 @@ def _shared_factors(positions: list[PositionSpec], of_position: np.ndarray) -> b
     return False
 
 
-def affine_fit(values: np.ndarray, x: np.ndarray, tol: float = 1e-10) -> np.ndarray:
-    """Per row, (α, β) with values = α + β·x exactly (to ``tol`` of the row's scale), else (nan, nan).
+def affine_fit(values: np.ndarray, x: np.ndarray, of_row: np.ndarray | None = None, tol: float = 1e-10
+               ) -> np.ndarray:
+    """Per row, (α, β) with values = α + β·x exactly (to ``tol`` of the row's scale), else (nan, nan); row i's x is
+    ``x[of_row[i]]`` (its price factor), or ``x[i]`` without ``of_row``.  Rows are fitted in blocks, so that no
+    temporary is as large as ``values``.
 
     Most positions' PnL and maintenance margin are affine in their factor over a whole scenario set (no tier
     changes within the moves): the optimizer then needs one scenario row per factor, not per position.
     """
-    out = np.full((values.shape[0], 2), np.nan)
-    if values.shape[1] == 0:
+    n_rows, n_s = values.shape
+    out = np.full((n_rows, 2), np.nan)
+    if n_s == 0:
         return out
-    xm = x.mean(axis=1, keepdims=True)
-    dx = x - xm
-    var = (dx * dx).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        beta = np.where(var > 0, (dx * (values - values.mean(axis=1, keepdims=True))).sum(axis=1) / var, 0.0)
-    alpha = values.mean(axis=1) - beta * xm[:, 0]
-    resid = np.abs(values - alpha[:, None] - beta[:, None] * x).max(axis=1)
-    scale = np.abs(values).max(axis=1) + np.abs(beta) * np.abs(x).max(axis=1) + 1e-300
-    ok = resid <= tol * scale
-    out[ok, 0], out[ok, 1] = alpha[ok], beta[ok]
+    step = max(1, POSITION_BLOCK_ELEMENTS // n_s)
+    for start in range(0, n_rows, step):
+        rows = np.arange(start, min(start + step, n_rows))
+        v = np.asarray(values[rows])
+        xb = x[of_row[rows]] if of_row is not None else x[rows]
+        xm = xb.mean(axis=1, keepdims=True)
+        dx = xb - xm
+        var = (dx * dx).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(var > 0, (dx * (v - v.mean(axis=1, keepdims=True))).sum(axis=1) / var, 0.0)
+        alpha = v.mean(axis=1) - beta * xm[:, 0]
+        resid = np.abs(v - alpha[:, None] - beta[:, None] * xb).max(axis=1)
+        scale = np.abs(v).max(axis=1) + np.abs(beta) * np.abs(xb).max(axis=1) + 1e-300
+        ok = resid <= tol * scale
+        out[rows[ok], 0], out[rows[ok], 1] = alpha[ok], beta[ok]
     return out
 
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from risk_models.errors import PmoptError
 
-from .formulation import Decision, Term, build_terms, make_decision, objective
+from .decision import Decision, Term, make_decision
+from .formulation import build_terms, objective
 from .linear_pools import Cuts
 from .problem import ProblemData
 

@@ -34,7 +34,8 @@ from risk_models.schema import Book
 from risk_models.venue_margin import evaluate
 
 from .conic import solve_conic
-from .formulation import Decision, evaluate_pools
+from .decision import Decision
+from .formulation import evaluate_pools
 from .linear_pools import Cuts, LinearPools, linear_pools, tail_size
 from .problem import ProblemData
 from .solve import Solution, solve

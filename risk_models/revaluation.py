@@ -9,6 +9,7 @@ breakpoints.  The cost is O((holdings + groups) × scenarios), not O(positions �
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,6 +175,22 @@ class PositionScenarios:
     maintenance: np.ndarray  # (P, S)
 
 
+SCRATCH_BYTES = 2 * 2**30
+"""A (positions × scenarios) float64 matrix larger than this lives in a memory-mapped scratch file instead of the
+process's memory: it is written and read block by block, and the kernel pages it in and out as needed."""
+
+
+def scenario_matrix(rows: int, columns: int) -> np.ndarray:
+    """An uninitialized (rows, columns) float64 matrix: in memory, or above :data:`SCRATCH_BYTES` mapped onto an
+    anonymous temporary file (deleted when the last reference goes; ``TMPDIR`` chooses its disk)."""
+    size = rows * columns * 8
+    if size <= SCRATCH_BYTES or size == 0:
+        return np.empty((rows, columns))
+    handle = tempfile.TemporaryFile(prefix="pmopt-scenarios-")
+    handle.truncate(size)
+    return np.memmap(handle, dtype=np.float64, mode="w+", shape=(rows, columns))
+
+
 POSITION_BLOCK_ELEMENTS = 1 << 18
 """Positions are revalued in blocks of about this many (position, scenario) entries: every temporary stays in
 cache (2 MiB), tier loops stop at the block's own largest bracket, and only the two results are full-sized."""
@@ -181,12 +198,12 @@ cache (2 MiB), tier loops stop at the block's own largest bracket, and only the 
 
 def position_scenarios(cb: CompiledBook, growth: np.ndarray) -> PositionScenarios:
     """Every position alone in every scenario (``growth`` (A, S) = 1 + returns), computed in blocks of positions
-    (:data:`POSITION_BLOCK_ELEMENTS`) written into the two (P, S) results."""
+    (:data:`POSITION_BLOCK_ELEMENTS`) written into the two (P, S) results (:func:`scenario_matrix`)."""
     pa = cb.positions
     factors = book_factors(cb)
     x_all = factors.values(growth)
     n_p, n_s = len(pa), growth.shape[1]
-    loss, mm = np.empty((n_p, n_s)), np.empty((n_p, n_s))
+    loss, mm = scenario_matrix(n_p, n_s), scenario_matrix(n_p, n_s)
     step = max(1, POSITION_BLOCK_ELEMENTS // max(n_s, 1))
     for start in range(0, n_p, step):
         rows = np.arange(start, min(start + step, n_p))

@@ -19,7 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from optimizer.cli import main
-from optimizer.formulation import build_terms, make_decision, objective
+from optimizer.decision import make_decision
+from optimizer.formulation import build_terms, objective
 from optimizer.problem import ProblemData, build_problem
 from optimizer.recheck import recheck, unit_totals
 from optimizer.run import Result, optimize

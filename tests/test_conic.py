@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optimizer.conic import solve_conic
-from optimizer.formulation import make_decision
+from optimizer.decision import make_decision
 from optimizer.problem import build_problem
 from optimizer.run import Infeasible, optimize
 from optimizer.solve import _problem

@@ -13,7 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from optimizer.formulation import evaluate_pools, make_decision, reachable_pieces
+from optimizer.decision import make_decision
+from optimizer.formulation import evaluate_pools, reachable_pieces
 from optimizer.linear_pools import Cuts, linear_pools
 from optimizer.problem import Slot, build_problem
 from optimizer.solve import _problem
@@ -139,3 +140,34 @@ def test_times_isolated_equals_the_indexed_product(books: Books) -> None:
     for pos_idx in ([0, 2], [2, 1]):
         got = x.times_isolated(matrix, pos_idx).value
         np.testing.assert_allclose(got, matrix @ np.asarray(x.isolated.value)[pos_idx], rtol=1e-14)
+
+
+def test_affine_fit_by_hand_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from optimizer import problem
+
+    x = np.array([[0.9, 1.0, 1.1, 1.3], [1.0, 2.0, 3.0, 4.0]])  # two price factors over four scenarios
+    values = np.array([2.0 + 3.0 * x[0], 5.0 - x[1], np.maximum(x[0], 1.05)])  # the third is not affine
+    of_row = np.array([0, 1, 0])
+    want = [[2.0, 3.0], [5.0, -1.0]]
+    fit = problem.affine_fit(values, x, of_row)
+    np.testing.assert_allclose(fit[:2], want, rtol=1e-12)
+    assert np.isnan(fit[2]).all()
+    monkeypatch.setattr(problem, "POSITION_BLOCK_ELEMENTS", 4)  # one row per block
+    np.testing.assert_array_equal(problem.affine_fit(values, x, of_row), fit)
+
+
+def test_scenario_matrices_above_the_limit_live_in_scratch_files(books: Books, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 3_000.0}, positions)}, {"USDT": 40_000.0}))
+    sc = scenarios(3, n=1000)
+    cb = compile_book(loaded)
+    in_memory = build_problem(loaded, cb, evaluate(cb), policy(), sc)
+    monkeypatch.setattr(revaluation, "SCRATCH_BYTES", 1024)  # every (P, S) matrix above 1 KiB goes to a file
+    mapped = build_problem(loaded, cb, evaluate(cb), policy(), sc)
+    assert isinstance(mapped.loss, np.memmap) and isinstance(mapped.mm_path, np.memmap)
+    assert not isinstance(in_memory.loss, np.memmap)
+    np.testing.assert_array_equal(mapped.loss, in_memory.loss)
+    np.testing.assert_array_equal(mapped.mm_path, in_memory.mm_path)
+    assert solve_generated(loaded, mapped, sc).objective == pytest.approx(
+        solve_generated(loaded, in_memory, sc).objective, rel=1e-12)

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from optimizer.formulation import build_terms, make_decision, objective
+from optimizer.decision import make_decision
+from optimizer.formulation import build_terms, objective
 from optimizer.problem import ProblemData
 from optimizer.recheck import recheck, unit_totals
 from optimizer.run import Infeasible, Result, optimize

@@ -127,7 +127,8 @@ def test_the_continuous_relaxation_is_generated_exactly_too(books: Books) -> Non
 
 def test_the_formulation_evaluates_to_the_risk_models_terms(books: Books) -> None:
     # the oracle's two faces: the formulation's expressions evaluated at a solution, and risk_models' revaluation
-    from optimizer.formulation import evaluate_pools, make_decision
+    from optimizer.decision import make_decision
+    from optimizer.formulation import evaluate_pools
     from optimizer.solve import _problem
     positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0)]
     loaded = load(books, book({"a": ({"USDT": 30_000.0, "BTC": 0.2}, positions)}, {"USDT": 40_000.0}),
