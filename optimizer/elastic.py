@@ -50,6 +50,7 @@ from risk_models.venue_margin import MarginState
 from .account_terms import _exclusive_terms
 from .decision import Decision, Term, make_decision
 from .formulation import build_terms, objective
+from .linear_pools import Cuts
 from .problem import ProblemData, alone_unit
 from .solve import Solution, SolverError, _mip_gap, _run
 
@@ -68,13 +69,16 @@ REPLACED_KINDS = ("conservation", "isolated", "exclusive")
 
 # == top-up =========================================================================================================
 
-def top_up_problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None
-                   ) -> tuple[cp.Problem, list[Term], dict[str, cp.Expression], cp.Variable]:
+def top_up_problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | None = None,
+                   cuts: Cuts | None = None) -> tuple[cp.Problem, list[Term], dict[str, cp.Expression], cp.Variable]:
     """The elastic problem over ``x``: every constraint of the policy with each asset's holdings raised by a
     non-negative top-up (scaled USD), minimizing the total top-up with the policy's objective as a tie-break.
-    Returns the problem, its terms, the objective's parts and the top-up variable."""
+    ``cuts``: the pools' buffers over these scenario cuts (:mod:`optimizer.linear_pools`) instead of every
+    scenario.  Returns the problem, its terms, the objective's parts and the top-up variable."""
     top_up = cp.Variable(len(data.assets), nonneg=True, name="top_up")
-    terms = build_terms(replace(data, slot_reach=None), x)  # a top-up can take a slot past today's reach
+    pool_terms = cuts.pools.terms(x, cuts) if cuts is not None else None
+    terms = build_terms(replace(data, slot_reach=None), x,  # a top-up can take a slot past today's reach
+                        pool_terms=pool_terms)
     cons = list(extra or [])
     for term in terms:
         if term.kind == "conservation":
@@ -85,18 +89,29 @@ def top_up_problem(data: ProblemData, x: Decision, extra: list[cp.Constraint] | 
     return cp.Problem(cp.Minimize(cp.sum(top_up) + TIE_BREAK * obj), cons), terms, parts, top_up
 
 
-def smallest_top_up(data: ProblemData, time_limit: float, seconds: float) -> Solution:
+def smallest_top_up(data: ProblemData, time_limit: float, seconds: float, cuts: Cuts | None = None,
+                    separate: Callable[[Decision, Cuts], Cuts | None] | None = None) -> Solution:
     """Minimize the USD that must be added (per asset) for the policy to become feasible.
 
-    ``seconds`` already spent are carried into the solution's time.  Raises SolverError when not even unlimited
-    top-ups help (the modes cannot be arranged).
+    ``seconds`` already spent are carried into the solution's time.  With ``cuts`` and ``separate`` (linear pools
+    with no USD-tiered collateral, whose value stays linear whatever the top-up) the buffers are generated as in
+    :func:`optimizer.solve.solve`: the top-up over the cuts is a lower bound, and once no pool falls short over
+    every scenario it is the smallest.  Raises SolverError when not even unlimited top-ups help (the modes cannot
+    be arranged).
     """
-    x = make_decision(data)
-    prob, _, _, top_up = top_up_problem(data, x)
-    seconds += _run(prob, time_limit, 1e-6)
-    if top_up.value is None:
-        raise SolverError("the policy cannot be met even with unlimited top-ups: check the isolation and "
-                          "mode constraints (pinned positions, Multi-Assets mode)")
+    if cuts is not None and any(s.usd_tiers for s in data.slots if data.buckets[s.bucket].position is None):
+        cuts = None  # a top-up may take tiered collateral past its first slice, where the cuts' line over-values it
+    while True:
+        x = make_decision(data)
+        prob, _, _, top_up = top_up_problem(data, x, cuts=cuts)
+        seconds += _run(prob, time_limit, 1e-6, tight=cuts is not None)
+        if top_up.value is None:
+            raise SolverError("the policy cannot be met even with unlimited top-ups: check the isolation and "
+                              "mode constraints (pinned positions, Multi-Assets mode)")
+        grown = separate(x, cuts) if cuts is not None and separate is not None else None
+        if grown is None:
+            break
+        cuts = grown
     z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
     return Solution(status="infeasible", objective=float("nan"), isolated=z,
                     value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,

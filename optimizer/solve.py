@@ -148,7 +148,8 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         prob, terms, _, parts = _problem(data, x, rows=rows)
         seconds += _run(prob, time_limit, mip_gap, timing, tight=isinstance(rows, Cuts))
         if prob.status in ("infeasible", "infeasible_inaccurate", "infeasible_or_unbounded"):
-            return _elastic(data, time_limit, seconds)  # a relaxation is infeasible: so is the full problem
+            # a relaxation is infeasible: so is the full problem
+            return _elastic(data, time_limit, seconds, rows if isinstance(rows, Cuts) else None, separate)
         if x.value.value is None:
             raise SolverError(f"the solver returned no solution (status {prob.status})")
         z = np.asarray(x.isolated.value, dtype=float).clip(0, 1) if data.positions else np.zeros(0)
@@ -298,8 +299,9 @@ def _conservation_prices(terms: list[Term], n_assets: int) -> np.ndarray:
     return np.zeros(n_assets)
 
 
-def _elastic(data: ProblemData, time_limit: float, seconds: float) -> Solution:
-    """The smallest top-up (:func:`optimizer.elastic.smallest_top_up`)."""
+def _elastic(data: ProblemData, time_limit: float, seconds: float, cuts: Cuts | None = None,
+             separate: Separator | None = None) -> Solution:
+    """The smallest top-up (:func:`optimizer.elastic.smallest_top_up`), over the scenario cuts when given."""
     from .elastic import smallest_top_up  # elastic builds on this module's solver helpers: imported when needed
 
-    return smallest_top_up(data, time_limit, seconds)
+    return smallest_top_up(data, time_limit, seconds, cuts, separate)

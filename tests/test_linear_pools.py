@@ -171,3 +171,19 @@ def test_scenario_matrices_above_the_limit_live_in_scratch_files(books: Books, m
     np.testing.assert_array_equal(mapped.mm_path, in_memory.mm_path)
     assert solve_generated(loaded, mapped, sc).objective == pytest.approx(
         solve_generated(loaded, in_memory, sc).objective, rel=1e-12)
+
+
+def test_the_smallest_top_up_over_cuts_equals_the_full_one(books: Books) -> None:
+    # a 5× buffer the desk cannot fund: the top-up over generated cuts is the one over every scenario
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 3_000.0}, positions)}, {"USDT": 5_000.0}))
+    sc = scenarios(3, n=1000)
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(cross={"buffer": 5.0}), sc)
+    from optimizer.solve import solve
+
+    full = solve(data)
+    by_cuts = solve_generated(loaded, data, sc)
+    assert full.status == by_cuts.status == "infeasible"
+    assert full.top_up.sum() > 1_000.0  # USD: a real shortfall
+    np.testing.assert_allclose(by_cuts.top_up, full.top_up, rtol=1e-6, atol=1e-6 * data.scale)
