@@ -105,7 +105,7 @@ def print_recommendation(doc: dict, console: Console | None = None) -> None:
     console.print(f"[bold]Recommendation[/bold] — status {doc['status']}, {doc['objective']}: "
                   f"{_num(doc['objective_value_before'])} → {_num(doc['objective_value'])} USD over the carry horizon "
                   f"(carry saved {_num(doc['carry_saved_per_year'])} USD/year); {solver['name']} "
-                  f"{solver['seconds']:.2f} s, gap {solver['mip_gap']:.1e}")
+                  f"{solver['seconds']:.2f} s{_detail(solver)}, gap {solver['mip_gap']:.1e}")
     console.print(f"Locked {_num(doc['before']['locked'])} → {_num(doc['after']['locked'])} USD; "
                   f"free {_num(doc['before']['free'])} → {_num(doc['after']['free'])} USD")
     if doc["transfers"]:
@@ -180,3 +180,13 @@ def print_infeasible(doc: dict, note: str = "", console: Console | None = None) 
         t.add_row(row["venue"], row["account"], row["symbol"], _qty(row["qty_before"]), _qty(row["qty_after"]),
                   _qty(row["reduce_qty"]), _num(row["notional_reduced"]))
     console.print(t)
+
+
+def _detail(solver: dict) -> str:
+    """" (compile 0.12 s, solver 0.05 s, 5 rounds of scenario cuts)" from the solver section, or ""."""
+    if "compile_seconds" not in solver:
+        return ""
+    how = {"cuts": "scenario cuts", "rows": "scenario working sets"}.get(solver.get("scenario_constraints"), "")
+    rounds = f", {solver['rounds']} rounds of {how}" if how else ""
+    return f" (compile {solver['compile_seconds']:.2f} s, solver {solver['solve_seconds']:.2f} s{rounds})"
+

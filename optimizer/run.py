@@ -17,6 +17,7 @@ from risk_models.schema.policy import Policy
 from risk_models.venue_margin import evaluate
 
 from .elastic import Reductions, smallest_reductions
+from .linear_pools import Cuts
 from .problem import ProblemData, build_problem
 from .recheck import Checked, RecheckError, evaluate_book, on_venues, recheck
 from .recommendation import borrowed, explain, mode_changes, recommended_book, transfers
@@ -169,7 +170,7 @@ def _document(data: ProblemData, sol: Solution, policy: Policy, before: Checked,
     return {
         "version": 1, "status": sol.status, "objective": policy.objective, "objective_value": sol.objective,
         "objective_value_before": before_value,
-        "solver": {"name": sol.solver_name, "mip_gap": sol.mip_gap, "seconds": sol.seconds},
+        "solver": {"name": sol.solver_name, "mip_gap": sol.mip_gap, "seconds": sol.seconds, **solver_detail(sol)},
         "allocations": allocations, "transfers": transfers(data, sol), "trades": trades, "margin_modes": modes,
         "before": {"locked": locked_b, "free": free_b, "accounts": _accounts(before)},
         "after": {"locked": locked_a, "free": free_a, "accounts": _accounts(after)},
@@ -196,3 +197,15 @@ def _infeasible_document(data: ProblemData, sol: Solution, cuts: Reductions) -> 
             value = float(amount * share)
             rows.append({"bucket": label, "asset": data.assets[a], "amount": value / data.prices[a], "value": value})
     return {"status": "infeasible", "top_up": rows, "reductions": [r.to_dict() for r in cuts.rows]}
+
+
+def solver_detail(sol: Solution) -> dict[str, Any]:
+    """Where the solve's seconds went (cvxpy's compile, the solver's own, the full-set checks of constraint
+    generation) and how buffer survival was kept: ``cuts`` (aggregated scenario cuts over linear pools), ``rows``
+    (per-scenario working sets), ``all`` (every scenario) or ``cone`` (delta-normal), with the rows or cuts kept."""
+    kind = ("cuts" if isinstance(sol.working_sets, Cuts) else "rows" if sol.working_sets is not None
+            else "cone" if sol.solver_name != "HIGHS" else "all")
+    return {"compile_seconds": sol.timing.get("compile", 0.0), "solve_seconds": sol.timing.get("solver", 0.0),
+            "separation_seconds": sol.timing.get("separation", 0.0), "rounds": sol.rounds,
+            "scenario_constraints": kind, "scenario_constraints_kept": sol.scenario_rows}
+

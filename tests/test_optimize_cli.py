@@ -51,6 +51,15 @@ def test_document_has_the_spec_keys(document: tuple[dict, Path]) -> None:
     assert doc["objective_value"] <= doc["objective_value_before"] + 1e-6
 
 
+def test_solver_reports_where_the_seconds_went(document: tuple[dict, Path]) -> None:
+    solver = document[0]["solver"]
+    # the example desk's pools are linear and its 1,095 scenarios worth generating: aggregated cuts, a few rounds
+    assert solver["scenario_constraints"] == "cuts"
+    assert solver["rounds"] >= 2 and solver["scenario_constraints_kept"] >= 1
+    parts = solver["compile_seconds"] + solver["solve_seconds"] + solver["separation_seconds"]
+    assert 0.0 < parts <= solver["seconds"] * (1 + 1e-9)
+
+
 def test_written_book_rechecks_and_conserves(document: tuple[dict, Path]) -> None:
     doc, out = document
     code, text = _run("margin", str(out), "--json")
