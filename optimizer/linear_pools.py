@@ -42,12 +42,13 @@ class Cuts:
     pools: LinearPools
     pool: list[int] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)
+    built: CutRows | None = None  # the matrices of the first cuts, kept across rounds (LinearPools.cut_rows)
 
     def __len__(self) -> int:
         return len(self.pool)
 
     def grown(self, pool: list[int], rows: list[np.ndarray]) -> Cuts:
-        return Cuts(self.pools, self.pool + pool, self.rows + rows)
+        return Cuts(self.pools, self.pool + pool, self.rows + rows, self.built)
 
 
 @dataclass(frozen=True)
@@ -144,9 +145,21 @@ class LinearPools:
         return terms, equity
 
     def cut_rows(self, cuts: Cuts) -> CutRows:
-        """The cuts as matrices (:class:`CutRows`)."""
+        """The cuts as matrices (:class:`CutRows`); those built in earlier rounds are reused."""
+        done = cuts.built.mass.size if cuts.built is not None else 0
+        new = self._cut_rows(cuts.pool[done:], cuts.rows[done:])
+        if cuts.built is not None and done:
+            old = cuts.built
+            new = CutRows(np.concatenate([old.const, new.const]),
+                          *(sparse.vstack([a, b], format="csr") for a, b in ((old.ch, new.ch), (old.cv, new.cv),
+                                                                              (old.cb, new.cb), (old.cz, new.cz))),
+                          np.concatenate([old.mass, new.mass]), sparse.vstack([old.owner, new.owner], format="csr"))
+        cuts.built = new
+        return new
+
+    def _cut_rows(self, pool: list[int], cut_rows: list[np.ndarray]) -> CutRows:
         data = self.data
-        n_k, n = len(cuts), len(self.buckets)
+        n_k, n = len(pool), len(self.buckets)
         p, cover = data.probabilities, data.cover
         const, mass = np.zeros(n_k), np.zeros(n_k)
         slot_rows, slot_cols, hvals, vvals, bvals = [], [], [], [], []
@@ -154,7 +167,7 @@ class LinearPools:
         by_pool_slots = [np.nonzero(self.slot_pool == j)[0] for j in range(n)]
         by_pool_pos = [np.nonzero(self.pos_pool == j)[0] for j in range(n)]
         tail = 1.0 / (1.0 - data.alpha) if data.measure == "es" else 1.0
-        for k, (j, rows) in enumerate(zip(cuts.pool, cuts.rows, strict=True)):
+        for k, (j, rows) in enumerate(zip(pool, cut_rows, strict=True)):
             # expected shortfall's rows carry 1 / (1 − α): a row's round-off is then what equity sees
             weight = tail * p[rows] * cover[rows] if data.measure == "es" else cover[rows]
             mass[k] = tail * p[rows].sum()
@@ -179,7 +192,7 @@ class LinearPools:
             return sparse.csr_array((np.array(vals, dtype=float), (np.array(rows, dtype=int),
                                                                    np.array(cols, dtype=int))), shape=(n_k, width))
 
-        owner = sparse.csr_array((np.ones(n_k), (np.arange(n_k), np.array(cuts.pool, dtype=int))), shape=(n_k, n))
+        owner = sparse.csr_array((np.ones(n_k), (np.arange(n_k), np.array(pool, dtype=int))), shape=(n_k, n))
         return CutRows(const, mat(hvals, slot_rows, slot_cols, n_slots), mat(vvals, slot_rows, slot_cols, n_slots),
                        mat(bvals, slot_rows, slot_cols, n_slots), mat(z_vals, z_rows, z_cols, n_p), mass, owner)
 

@@ -93,6 +93,17 @@ def test_a_cut_row_is_the_weighted_sum_of_its_scenarios_terms(books: Books) -> N
         assert value[k] == pytest.approx(tail * p[idx] @ terms[j, idx], rel=1e-10, abs=1e-15)
         assert rows.mass[k] == pytest.approx(tail * p[idx].sum(), rel=1e-12)
     assert rows.owner.toarray().tolist() == [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
+    # built round by round (the first cuts' matrices kept) equals built at once
+    first = Cuts(pools).grown(cuts.pool[:1], cuts.rows[:1])
+    pools.cut_rows(first)
+    later = first.grown(cuts.pool[1:], cuts.rows[1:])
+    assert later.built is not None and later.built.mass.size == 1
+    again = pools.cut_rows(later)
+    for got, want in ((again.ch, rows.ch), (again.cv, rows.cv), (again.cb, rows.cb), (again.cz, rows.cz),
+                      (again.owner, rows.owner)):
+        np.testing.assert_array_equal(got.toarray(), want.toarray())
+    np.testing.assert_array_equal(again.const, rows.const)
+    np.testing.assert_array_equal(again.mass, rows.mass)
 
 
 def test_cuts_and_rows_reach_the_same_optimum_with_a_loan(books: Books) -> None:
