@@ -198,3 +198,19 @@ def test_the_smallest_top_up_over_cuts_equals_the_full_one(books: Books) -> None
     assert full.status == by_cuts.status == "infeasible"
     assert full.top_up.sum() > 1_000.0  # USD: a real shortfall
     np.testing.assert_allclose(by_cuts.top_up, full.top_up, rtol=1e-6, atol=1e-6 * data.scale)
+
+
+def test_a_crawling_cut_loop_falls_back_to_working_sets(books: Books, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optimizer.working_set as ws
+
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 3_000.0}, positions)}, {"USDT": 40_000.0}))
+    sc = scenarios(3, n=1000)
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(), sc)
+    by_cuts = solve_generated(loaded, data, sc)
+    assert isinstance(by_cuts.working_sets, Cuts) and by_cuts.rounds >= 2
+    monkeypatch.setattr(ws, "MAX_CUT_ROUNDS", 1)  # the first check already needs more cuts
+    fallback = solve_generated(loaded, data, sc)
+    assert isinstance(fallback.working_sets, dict)
+    assert fallback.objective == pytest.approx(by_cuts.objective, rel=1e-7)
