@@ -86,14 +86,14 @@ def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | No
     if reserve.any():
         terms.append(Term("reserve", "reserve", [x.wallet >= reserve]))
     pos_of: dict[int, list[int]] = {}
-    if pool_terms is not None:
-        for i, p in enumerate(data.positions):
-            pos_of.setdefault(p.cross_bucket, []).append(i)
+    for i, p in enumerate(data.positions):
+        pos_of.setdefault(p.cross_bucket, []).append(i)
     for b, bucket in enumerate(data.buckets):
         if bucket.position is None and pool_terms is not None:
             terms.extend(_concentration(data, x, b, _slots_of(data, b), pos_of.get(b, [])))
         elif bucket.position is None:
-            terms.extend(_cross_terms(data if rows is None else restrict(data, rows[b]), x, b))
+            own = [data.positions[i].index for i in pos_of.get(b, [])]
+            terms.extend(_cross_terms(data if rows is None else restrict(data, rows[b], own), x, b))
     terms.extend(pool_terms or [])
     terms.extend(_isolated_terms(data, x))
     terms.extend(_cap_terms(data, x))

@@ -120,6 +120,10 @@ class LinearPools:
         a += self._by_pool(np.ones(n_p)) @ data.loss
         self.e0 = np.asarray(e0, dtype=float).ravel()
         self.a = a
+        order = np.argsort(self.slot_pool, kind="stable")
+        self.slots_of_pool = np.split(order, np.searchsorted(self.slot_pool[order], np.arange(1, n)))
+        order = np.argsort(self.pos_pool, kind="stable")
+        self.positions_of_pool = np.split(order, np.searchsorted(self.pos_pool[order], np.arange(1, n)))
 
     def _by_pool(self, weights: np.ndarray) -> sparse.csr_array:
         """(n, rows of data.loss): each position's weight in its pool's row, at its row of data.loss."""
@@ -164,8 +168,7 @@ class LinearPools:
         const, mass = np.zeros(n_k), np.zeros(n_k)
         slot_rows, slot_cols, hvals, vvals, bvals = [], [], [], [], []
         z_rows, z_cols, z_vals = [], [], []
-        by_pool_slots = [np.nonzero(self.slot_pool == j)[0] for j in range(n)]
-        by_pool_pos = [np.nonzero(self.pos_pool == j)[0] for j in range(n)]
+        by_pool_slots, by_pool_pos = self.slots_of_pool, self.positions_of_pool
         tail = 1.0 / (1.0 - data.alpha) if data.measure == "es" else 1.0
         for k, (j, rows) in enumerate(zip(pool, cut_rows, strict=True)):
             # expected shortfall's rows carry 1 / (1 − α): a row's round-off is then what equity sees

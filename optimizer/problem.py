@@ -420,12 +420,23 @@ def isolated_need(cb: CompiledBook, p: int, distance: float, unit: UnitMargins |
     return float(max(need.max(), 0.0))
 
 
-def restrict(data: ProblemData, rows: np.ndarray) -> ProblemData:
+def restrict(data: ProblemData, rows: np.ndarray, positions: np.ndarray | None = None) -> ProblemData:
     """The same problem data over the scenarios ``rows`` only, each keeping its original probability (so an
-    expected shortfall over them is a lower bound of the full one, never a renormalized estimate)."""
+    expected shortfall over them is a lower bound of the full one, never a renormalized estimate).
+
+    ``positions`` (rows of ``loss`` and ``mm_path``): only these positions' paths are gathered, the others left at
+    zero — one pool's terms read their own positions only, and gathering every position for every pool costs
+    positions × rows per pool."""
     rows = np.asarray(rows, dtype=int)
     buckets = [b if b.extra_mm_path is None else replace(b, extra_mm_path=b.extra_mm_path[rows]) for b in data.buckets]
+    if positions is None:
+        loss, mm_path = data.loss[:, rows], data.mm_path[:, rows]
+    else:
+        positions = np.asarray(positions, dtype=int)
+        loss, mm_path = np.zeros((data.loss.shape[0], rows.size)), np.zeros((data.mm_path.shape[0], rows.size))
+        loss[positions] = data.loss[np.ix_(positions, rows)]
+        mm_path[positions] = data.mm_path[np.ix_(positions, rows)]
     return replace(
         data, returns=data.returns[rows], probabilities=data.probabilities[rows], cover=data.cover[rows],
-        loss=data.loss[:, rows], mm_path=data.mm_path[:, rows], buckets=buckets,
+        loss=loss, mm_path=mm_path, buckets=buckets,
         factor_values=None if data.factor_values is None else data.factor_values[:, rows])

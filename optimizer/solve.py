@@ -276,19 +276,20 @@ def _bindings(terms: list[Term]) -> list[Binding]:
 
 
 def _element_bindings(term: Term) -> list[Binding]:
+    """One binding per element name with a non-zero dual (several entries may share a name, e.g. every position
+    of one Multi-Assets account): its largest."""
     assert term.elements is not None
-    seen: set[int] = set()
-    out = []
+    best: dict[str, Binding] = {}
     for con in term.constraints:
         if con.dual_value is None or con.expr.value is None:
             continue
         dual = np.atleast_1d(np.asarray(con.dual_value, dtype=float))
         value = np.atleast_1d(np.asarray(con.expr.value, dtype=float))
         for k in np.nonzero(np.abs(dual) >= 1e-9)[0]:
-            if int(k) not in seen:
-                seen.add(int(k))
-                out.append(Binding(term.elements[k], term.kind, float(-value[k]), float(abs(dual[k]))))
-    return out
+            name = term.elements[k]
+            if name not in best or abs(dual[k]) > best[name].shadow_price:
+                best[name] = Binding(name, term.kind, float(-value[k]), float(abs(dual[k])))
+    return list(best.values())
 
 
 def _conservation_prices(terms: list[Term], n_assets: int) -> np.ndarray:

@@ -54,3 +54,8 @@ class RiskModelError(PmoptError, ValueError):
         self.reason = reason
         self.remedy = remedy
         super().__init__(f"{reason} ({remedy})" if remedy else reason)
+
+
+class ScratchSpaceError(PmoptError):
+    """The disk under ``TMPDIR`` cannot hold a scenario matrix (exit code 1); the message says how much is needed."""
+

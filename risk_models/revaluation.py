@@ -9,6 +9,7 @@ breakpoints.  The cost is O((holdings + groups) × scenarios), not O(positions �
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from .compiled import CompiledBook
+from .errors import ScratchSpaceError
 from .piecewise import PiecewiseLinear
 from .scenarios import ScenarioSet
 from .tiers import tiered_margin
@@ -182,12 +184,21 @@ process's memory: it is written and read block by block, and the kernel pages it
 
 def scenario_matrix(rows: int, columns: int) -> np.ndarray:
     """An uninitialized (rows, columns) float64 matrix: in memory, or above :data:`SCRATCH_BYTES` mapped onto an
-    anonymous temporary file (deleted when the last reference goes; ``TMPDIR`` chooses its disk)."""
+    anonymous temporary file, its blocks reserved up front (deleted when the last reference goes; ``TMPDIR``
+    chooses its disk, which should be a real disk: on tmpfs the file takes memory again).  Raises
+    ScratchSpaceError when the disk cannot hold it."""
     size = rows * columns * 8
     if size <= SCRATCH_BYTES or size == 0:
         return np.empty((rows, columns))
     handle = tempfile.TemporaryFile(prefix="pmopt-scenarios-")
-    handle.truncate(size)
+    try:  # reserve the blocks now: a full disk is a clear error here, not a crash (SIGBUS) in the middle of a write
+        os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as exc:
+        handle.close()
+        raise ScratchSpaceError(
+            f"a {rows:,} × {columns:,} scenario matrix needs {size / 2**30:.1f} GiB of scratch space in "
+            f"{tempfile.gettempdir()}: {exc.strerror} (set TMPDIR to a disk with that much free, or use fewer "
+            "scenarios or positions)") from None
     return np.memmap(handle, dtype=np.float64, mode="w+", shape=(rows, columns))
 
 

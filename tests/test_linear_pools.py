@@ -214,3 +214,18 @@ def test_a_crawling_cut_loop_falls_back_to_working_sets(books: Books, monkeypatc
     fallback = solve_generated(loaded, data, sc)
     assert isinstance(fallback.working_sets, dict)
     assert fallback.objective == pytest.approx(by_cuts.objective, rel=1e-7)
+
+
+def test_a_full_scratch_disk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from risk_models.errors import ScratchSpaceError
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(revaluation, "SCRATCH_BYTES", 1024)
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    with pytest.raises(ScratchSpaceError, match=r"needs 0\.0 GiB of scratch space .*No space left.*TMPDIR"):
+        revaluation.scenario_matrix(100, 1000)
+    assert revaluation.scenario_matrix(10, 10).shape == (10, 10)  # small ones stay in memory

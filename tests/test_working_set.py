@@ -86,6 +86,11 @@ def test_restricting_to_every_scenario_changes_nothing(books: Books) -> None:
     sub = restrict(data, rows)
     np.testing.assert_array_equal(sub.probabilities, data.probabilities[rows])  # not renormalized
     np.testing.assert_array_equal(sub.mm_path, data.mm_path[:, rows])
+    # one pool's own positions only: theirs gathered, the others left at zero
+    own = restrict(data, rows, np.array([1]))
+    np.testing.assert_array_equal(own.loss[1], data.loss[1, rows])
+    np.testing.assert_array_equal(own.mm_path[1], data.mm_path[1, rows])
+    assert not own.loss[0].any() and not own.mm_path[0].any()
 
 
 @SLOW
