@@ -178,7 +178,7 @@ def risk(book: Path, policy: Path | None, model: str | None, confidence: float |
 @click.option("--write-book", type=click.Path(path_type=Path),
               help="Write the recommended state as a book that pmopt margin / risk can re-check.")
 @click.option("--time-limit", type=click.FloatRange(1), default=120.0, show_default=True,
-              help="Solver time limit, seconds.")
+              help="Time limit of each solver call, seconds (constraint generation makes several).")
 @click.option("--report", "report_html", type=click.Path(path_type=Path, dir_okay=False),
               help="Write an offline HTML report with interactive charts of the recommendation.")
 @click.option("--png", "png_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -287,7 +287,7 @@ def sweep(book: Path, policy: Path, param: str, values: str, prices: Path | None
 @click.option("--prices", type=click.Path(path_type=Path),
               help="Daily USD closes, CSV or Parquet, for every job (default: the embedded history).")
 @click.option("--time-limit", type=click.FloatRange(1), default=120.0, show_default=True,
-              help="Solver time limit per job, seconds.")
+              help="Time limit of each solver call in a job, seconds (constraint generation makes several).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON document of spec §7 (and no progress bar).")
 @click.option("--output", type=click.Path(path_type=Path), help="Write one row per job to a .parquet or .csv file.")
 @click.option("--reports", type=click.Path(path_type=Path, file_okay=False),
