@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -110,7 +111,9 @@ def _run(prob: cp.Problem, time_limit: float, mip_gap: float, timing: dict[str, 
     faster."""
     t0 = time.perf_counter()
     try:
-        with _quiet_stdout():
+        with _quiet_stdout(), warnings.catch_warnings():
+            # a time-limited solve makes cvxpy warn on stderr; the status says it (time_limit) instead
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
             extra = {"primal_feasibility_tolerance": CUT_TOLERANCE, "dual_feasibility_tolerance": CUT_TOLERANCE} \
                 if tight else {}
             prob.solve(solver=SOLVER, output_flag=False, ignore_dpp=not reuse, **solver_options(time_limit, mip_gap),
@@ -160,7 +163,7 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
             break
         rows = grown
     gap = _mip_gap(prob)
-    status = "optimal" if prob.status == "optimal" else ("time_limit" if "inaccurate" in prob.status else prob.status)
+    status = _status(prob.status)
     # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals.  Its optimum may be
     # another allocation of the same cost (ties within the solver's tolerance): it is checked over every scenario
     # too, and re-solved over the grown working sets until it holds (the MILP's optimum bounds it from above).
@@ -222,12 +225,20 @@ class CompiledProblem:
             raise SolverError(f"the solver returned no solution (status {self.problem.status})")
         z = np.round(np.asarray(x.isolated.value, dtype=float)).clip(0, 1) if data.positions else np.zeros(0)
         return Solution(
-            status="optimal" if self.problem.status == "optimal" else self.problem.status,
+            status=_status(self.problem.status),
             objective=float(self.problem.value) * data.scale, isolated=z,
             value=np.asarray(x.value.value) * data.scale, wallet=np.asarray(x.wallet.value) * data.scale,
             inflow=np.asarray(x.inflow.value) * data.scale, outflow=np.asarray(x.outflow.value) * data.scale,
             parts={k: float(v.value) * data.scale for k, v in self.parts.items()}, mip_gap=_mip_gap(self.problem),
             seconds=seconds)
+
+
+def _status(cvxpy_status: str) -> str:
+    """cvxpy's status as the spec's: a solve stopped at a limit with a solution in hand ("user_limit", or
+    "optimal_inaccurate" when HiGHS returns its time-limited incumbent) is ``time_limit``."""
+    if cvxpy_status == "optimal":
+        return "optimal"
+    return "time_limit" if cvxpy_status == "user_limit" or "inaccurate" in cvxpy_status else cvxpy_status
 
 
 def _mode_value(x: Decision, acct: tuple[str, str]) -> float:

@@ -187,3 +187,13 @@ def test_a_scanning_grid_with_tiered_collateral_passes_the_recheck(books: Books)
     result = optimize(loaded, pol, sc)  # raises RecheckError if the formulation under-counts
     after = {a["account"]: a for a in result.document["after"]["accounts"]}["a"]
     assert after["equity"] >= after["net_portfolio_margin"] - 1e-6 * result.data.scale
+
+
+def test_solver_statuses_map_to_the_spec() -> None:
+    from optimizer.solve import _status
+
+    # a solve stopped at a limit with a solution in hand is the spec's time_limit; the rest pass through
+    assert _status("optimal") == "optimal"
+    assert _status("user_limit") == "time_limit"
+    assert _status("optimal_inaccurate") == "time_limit"
+    assert _status("infeasible") == "infeasible"
