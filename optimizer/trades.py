@@ -9,13 +9,18 @@ from pathlib import Path
 from risk_models.errors import InputError, InputErrors
 from risk_models.loading import LoadedBook, check_book
 from risk_models.schema import Book
+from risk_models.schema.rules import Contract
 
 HEADER = ["venue", "account", "symbol", "qty", "price"]
 
 
 def apply_trades(loaded: LoadedBook, path: Path | str) -> LoadedBook:
     """The book after the trades: qty added to the position (opened at ``price`` if absent; a flip reopens at
-    ``price``; adding to a position averages the entry; a result of zero closes it)."""
+    ``price``; adding to a position averages the entry; a result of zero closes it).
+
+    Nothing vanishes: the PnL a reduction realizes at ``price`` (the closed quantity against the entry, in the
+    settle asset, linear or inverse as the contract is) is booked to the account's collateral in the settle asset,
+    and closing an isolated position returns its isolated margin there too."""
     file = str(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
@@ -47,7 +52,8 @@ def apply_trades(loaded: LoadedBook, path: Path | str) -> LoadedBook:
             errors.append(InputError(file, key, f"no account {venue}/{account} in the book",
                                      "trades apply to existing accounts"))
             continue
-        _apply(acct["positions"], symbol, qty, price)
+        contract = loaded.rules[venue].rules.contracts.get(symbol) if venue in loaded.rules else None
+        _apply(acct, contract, symbol, qty, price)
     if errors:
         raise InputErrors(errors)
     book = Book.model_validate(raw)
@@ -57,7 +63,15 @@ def apply_trades(loaded: LoadedBook, path: Path | str) -> LoadedBook:
     return LoadedBook(loaded.file, book, loaded.rules)
 
 
-def _apply(positions: list[dict], symbol: str, qty: float, price: float) -> None:
+def realized_pnl(contract: Contract, closed: float, entry: float, price: float) -> float:
+    """Settle-asset units realized by closing ``closed`` (signed, the position's side) at ``price``:
+    closed × size × (price − entry) (linear) or × (1/entry − 1/price) (inverse)."""
+    size = closed * contract.contract_size
+    return size * (1.0 / entry - 1.0 / price) if contract.kind == "inverse" else size * (price - entry)
+
+
+def _apply(acct: dict, contract: Contract | None, symbol: str, qty: float, price: float) -> None:
+    positions = acct["positions"]
     pos = next((p for p in positions if p["symbol"] == symbol), None)
     if pos is None:
         if qty != 0:
@@ -65,7 +79,16 @@ def _apply(positions: list[dict], symbol: str, qty: float, price: float) -> None
                               "pinned": False})
         return
     new = pos["qty"] + qty
+    closing = pos["qty"] * qty < 0
+    if closing and contract is not None:  # the reduced part realizes its PnL in the settle asset
+        closed = pos["qty"] if pos["qty"] * new <= 0 else -qty
+        collateral = acct.setdefault("collateral", {})
+        collateral[contract.settle] = collateral.get(contract.settle, 0.0) + realized_pnl(
+            contract, closed, pos["entry_price"], price)
     if abs(new) <= 1e-12 * max(abs(pos["qty"]), abs(qty)):
+        if pos.get("margin_mode") == "isolated" and pos.get("isolated_margin") and contract is not None:
+            collateral = acct.setdefault("collateral", {})  # the closed bucket's margin goes back to the account
+            collateral[contract.settle] = collateral.get(contract.settle, 0.0) + pos["isolated_margin"]
         positions.remove(pos)
         return
     if pos["qty"] * qty > 0:  # adding: the entry becomes the size-weighted average
