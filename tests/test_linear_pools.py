@@ -12,6 +12,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from optimizer.decision import make_decision
 from optimizer.formulation import evaluate_pools, reachable_pieces
@@ -25,7 +27,7 @@ from risk_models.venue_margin import evaluate
 from tests.conftest import Books
 from tests.test_borrowing import desk, load
 from tests.test_borrowing import policy as borrow_policy
-from tests.test_optimizer import TIERED_RULES, book, policy, pos, scenarios
+from tests.test_optimizer import RULES, SLOW, TIERED_RULES, book, policy, pos, random_books, scenarios
 from tests.test_optimizer import load as load_optimizer
 
 
@@ -229,3 +231,27 @@ def test_a_full_scratch_disk_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ScratchSpaceError, match=r"needs 0\.0 GiB of scratch space .*No space left.*TMPDIR"):
         revaluation.scenario_matrix(100, 1000)
     assert revaluation.scenario_matrix(10, 10).shape == (10, 10)  # small ones stay in memory
+
+
+@SLOW
+@given(data=st.data(), tiered=st.booleans(), measure=st.sampled_from(["es", "worst"]))
+def test_the_numpy_face_equals_the_formulation_on_random_books(tmp_path_factory: pytest.TempPathFactory,
+                                                               data: st.DataObject, tiered: bool,
+                                                               measure: str) -> None:
+    raw, pol = data.draw(random_books(tiered=tiered))
+    pol = pol.model_copy(update={"risk_model": pol.risk_model.model_copy(update={"measure": measure})})
+    loaded = load_optimizer(Books(tmp_path_factory.mktemp("lp")), raw, TIERED_RULES if tiered else RULES)
+    cb = compile_book(loaded)
+    problem = build_problem(loaded, cb, evaluate(cb), pol, scenarios(data.draw(st.integers(0, 50)), n=120))
+    pools = linear_pools(problem)
+    assert pools is not None  # these desks' settle asset is plain and their BTC stays in its first tier
+    x = make_decision(problem, relax=True)
+    prob, _, _, _ = _problem(problem, x)
+    prob.solve(solver="HIGHS")
+    if x.value.value is None:  # infeasible policy: nothing to compare
+        return
+    terms, equity = pools.values(x)
+    want_terms, want_equity = evaluate_pools(problem, x)
+    scale = max(1.0, float(np.abs(want_terms).max(initial=0.0)))
+    np.testing.assert_allclose(equity, want_equity, rtol=1e-10, atol=1e-12 * scale)
+    np.testing.assert_allclose(terms, want_terms, rtol=1e-9, atol=1e-12 * scale)
