@@ -221,8 +221,8 @@ def optimize(book: Path, policy: Path, trades: Path | None, prices: Path | None,
         scenarios = build_scenarios(pol.risk_model, cb.assets, history, loaded.book.as_of, pol.stress_scenarios,
                                     str(policy))
     try:
-        with progress.stage("solving and re-checking"):
-            result = run_optimize(loaded, pol, scenarios, time_limit=time_limit)
+        with progress.stage("solving and re-checking") as detail:
+            result = run_optimize(loaded, pol, scenarios, time_limit=time_limit, on_round=detail)
     except Infeasible as exc:  # the remedies on stdout (JSON or tables), the message on stderr, exit code 3
         _emit(exc.document, as_json, partial(print_infeasible, exc.document, exc.note))
         raise

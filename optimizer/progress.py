@@ -28,18 +28,23 @@ class Progress:
         self.enabled = enabled
 
     @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """A spinner with ``name`` and the elapsed seconds while the block runs; removed when it ends."""
+    def stage(self, name: str) -> Iterator[Callable[[str], None]]:
+        """A spinner with ``name`` and the elapsed seconds while the block runs; removed when it ends.  The yielded
+        callback shows a detail after the name (say, the rounds of constraint generation)."""
         if not self.enabled:
-            yield
+            yield lambda _text: None
             return
         from rich.progress import Progress as RichProgress
         from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
         with RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                           console=_stderr_console(), transient=True) as bar:
-            bar.add_task(name, total=None)
-            yield
+            task = bar.add_task(name, total=None)
+
+            def detail(text: str) -> None:
+                bar.update(task, description=f"{name}: {text}")
+
+            yield detail
 
     @contextmanager
     def bar(self, name: str, total: int) -> Iterator[Callable[[str], None]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +64,14 @@ class Result:
 
 
 def optimize(loaded: LoadedBook, policy: Policy, scenarios: ScenarioSet, time_limit: float = 120.0,
-             reductions: bool = True) -> Result:
+             reductions: bool = True, on_round: Callable[[str], None] | None = None) -> Result:
     """The recommendation, re-checked; Infeasible with the smallest top-up and, if ``reductions``, the smallest
-    verified position reductions when the policy cannot be met."""
+    verified position reductions when the policy cannot be met.  ``on_round`` hears a line per round of
+    constraint generation (progress)."""
     cb = compile_book(loaded)
     state = evaluate(cb)
     data = build_problem(loaded, cb, state, policy, scenarios)
-    sol = solve_generated(loaded, data, scenarios, time_limit=time_limit)
+    sol = solve_generated(loaded, data, scenarios, time_limit=time_limit, on_round=on_round)
     if sol.status == "infeasible":
         cuts = Reductions([], "not computed")
         if data.normal is not None:

@@ -136,12 +136,13 @@ when it violates nothing over the full scenario set."""
 
 def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
           rows: WorkingSet | None = None, separate: Separator | None = None,
-          relax: bool = False) -> Solution:
+          relax: bool = False, on_round: Callable[[str], None] | None = None) -> Solution:
     """Solve the MILP, then the LP with the binaries fixed (duals); infeasible → elastic top-up.
 
     With ``rows`` and ``separate`` the buffer constraints are generated (:mod:`optimizer.working_set`): the MILP
     is solved over the working sets, the candidate is checked over every scenario, violated scenarios are added
     and the MILP solved again until none is.  ``relax``: the continuous relaxation (modes in [0, 1]).
+    ``on_round`` hears a line after every check of constraint generation (progress).
     """
     timing: dict[str, float] = {}
     seconds, rounds = 0.0, 0
@@ -159,6 +160,7 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         z = z if relax else np.round(z)
         grown, spent = _grow(separate, x, rows, timing)
         seconds += spent
+        _report(on_round, f"round {rounds}", grown)
         if grown is None:
             break
         rows = grown
@@ -177,6 +179,7 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
             raise SolverError(f"the fixed-mode LP did not solve (status {lp.status})")
         grown, spent = _grow(separate, xf, rows, timing)
         seconds += spent
+        _report(on_round, "shadow prices", grown)
         if grown is None:
             break
         rows = grown
@@ -189,6 +192,18 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
         timing=timing, rounds=rounds, scenario_rows=used, working_sets=rows,
     )
+
+
+def _report(on_round: Callable[[str], None] | None, what: str, grown: WorkingSet | None) -> None:
+    """Tell ``on_round`` how constraint generation stands: what was solved and what it keeps now."""
+    if on_round is None:
+        return
+    if grown is None:
+        on_round(f"{what}: every scenario met")
+    elif isinstance(grown, Cuts):
+        on_round(f"{what}: {len(grown):,} scenario cuts")
+    else:
+        on_round(f"{what}: {sum(len(r) for r in grown.values()):,} scenario rows")
 
 
 def _grow(separate: Separator | None, x: Decision, rows: WorkingSet | None, timing: dict[str, float]

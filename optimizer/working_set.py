@@ -21,6 +21,7 @@ working set only grows, so the loop ends.  Amounts in USD.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,7 +232,8 @@ def _restricted_var(term: np.ndarray, p: np.ndarray, alpha: float) -> float:
 
 
 def solve_generated(loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSet, time_limit: float = 120.0,
-                    mip_gap: float = 1e-6, relax: bool = False, cuts: bool = True) -> Solution:
+                    mip_gap: float = 1e-6, relax: bool = False, cuts: bool = True,
+                    on_round: Callable[[str], None] | None = None) -> Solution:
     """:func:`optimizer.solve.solve` with scenario constraint generation where it pays (:func:`worth_it`), the
     whole scenario set otherwise.  The same optimum either way.  ``relax``: the continuous relaxation."""
     if data.normal is not None:  # the closed-form delta-normal buffer: a cone, no scenario rows
@@ -243,9 +245,9 @@ def solve_generated(loaded: LoadedBook, data: ProblemData, scenarios: ScenarioSe
         cut_oracle = CutOracle(loaded, data, scenarios, pools)
         try:
             return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=cut_oracle.initial(loaded.book),
-                         separate=cut_oracle.separate, relax=relax)
+                         separate=cut_oracle.separate, relax=relax, on_round=on_round)
         except TooManyCutRounds:
             pass  # the working sets below
     oracle = ScenarioOracle(loaded, data, scenarios)
     return solve(data, time_limit=time_limit, mip_gap=mip_gap, rows=oracle.initial(loaded.book),
-                 separate=oracle.separate, relax=relax)
+                 separate=oracle.separate, relax=relax, on_round=on_round)

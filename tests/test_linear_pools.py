@@ -255,3 +255,18 @@ def test_the_numpy_face_equals_the_formulation_on_random_books(tmp_path_factory:
     scale = max(1.0, float(np.abs(want_terms).max(initial=0.0)))
     np.testing.assert_allclose(equity, want_equity, rtol=1e-10, atol=1e-12 * scale)
     np.testing.assert_allclose(terms, want_terms, rtol=1e-9, atol=1e-12 * scale)
+
+
+def test_each_round_of_generation_is_reported(books: Books) -> None:
+    positions = [pos("BTCUSDT", 2.0), pos("ETHUSDT", -40.0), pos("DOGEUSDT", 1e6)]
+    loaded = load_optimizer(books, book({"a": ({"USDT": 3_000.0}, positions)}, {"USDT": 40_000.0}))
+    sc = scenarios(3, n=1000)
+    cb = compile_book(loaded)
+    data = build_problem(loaded, cb, evaluate(cb), policy(), sc)
+    lines: list[str] = []
+    sol = solve_generated(loaded, data, sc, on_round=lines.append)
+    # one line per check: the MILP rounds, then the fixed-mode LP; the last of each says every scenario is met
+    assert lines[0].startswith("round 1: ") and "scenario cuts" in lines[0]
+    assert sum(line.startswith("round ") for line in lines) == sol.rounds
+    assert lines[-1] == "shadow prices: every scenario met"
+    assert f"round {sol.rounds}: every scenario met" in lines
