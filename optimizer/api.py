@@ -25,8 +25,7 @@ import pandas as pd
 
 from risk_models.compiled import compile_book
 from risk_models.delta_normal import normal_model_of
-from risk_models.errors import InputError, InputErrors
-from risk_models.loading import LoadedBook, VenueRules, check_book, load_book, load_policy, load_rules
+from risk_models.loading import LoadedBook, load_book, load_policy, with_rules
 from risk_models.margin_report import margin_report
 from risk_models.market_data import PriceHistory, default_prices, load_prices, read_adv
 from risk_models.measures import RiskMeasure
@@ -63,21 +62,7 @@ def load(book: BookLike, base_dir: str | Path | None = None) -> LoadedBook:
     file = "<book>"
     if isinstance(book, Mapping):
         book = validate_model(Book, dict(book), file)
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    rules: dict[str, VenueRules] = {}
-    errors: list[InputError] = []
-    for venue_id, venue in book.venues.items():
-        try:
-            rules[venue_id] = load_rules(venue.rules, base, file=file, key=f"venues.{venue_id}.rules")
-        except InputError as exc:  # an unknown rule set
-            errors.append(exc)
-        except InputErrors as exc:  # a rules file with problems
-            errors.extend(exc.errors)
-    if not errors:
-        errors.extend(check_book(file, book, rules))
-    if errors:
-        raise InputErrors(errors)
-    return LoadedBook(file, book, rules)
+    return with_rules(file, book, Path(base_dir) if base_dir is not None else Path.cwd())
 
 
 def _policy(policy: PolicyLike | None) -> tuple[Policy, str]:

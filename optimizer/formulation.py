@@ -19,25 +19,16 @@ from .decision import Decision, Term
 from .problem import ProblemData, Slot, concave_pieces, restrict
 
 
-def _slots_of(data: ProblemData, bucket: int) -> list[int]:
-    return _slots_by_bucket(data).get(bucket, [])
-
-
-def _slots_by_bucket(data: ProblemData) -> dict[int, list[int]]:
-    """Bucket → its slot indices, computed once per slot list (shared by a problem's restricted copies; thousands
-    of buckets ask for theirs)."""
-    cached = _SLOT_INDEX.get(id(data.slots))
-    if cached is None or cached[0] is not data.slots:
-        index: dict[int, list[int]] = {}
-        for i, s in enumerate(data.slots):
-            index.setdefault(s.bucket, []).append(i)
-        cached = (data.slots, index)
-        _SLOT_INDEX.clear()  # one problem at a time: no growth across solves
-        _SLOT_INDEX[id(data.slots)] = cached
-    return cached[1]
-
-
-_SLOT_INDEX: dict[int, tuple[list, dict[int, list[int]]]] = {}
+def _members(data: ProblemData) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """Bucket → its slot indices, and cross bucket → its position indices: built once per problem, since
+    thousands of pools ask for theirs."""
+    slots_of: dict[int, list[int]] = {}
+    for i, s in enumerate(data.slots):
+        slots_of.setdefault(s.bucket, []).append(i)
+    pos_of: dict[int, list[int]] = {}
+    for i, p in enumerate(data.positions):
+        pos_of.setdefault(p.cross_bucket, []).append(i)
+    return slots_of, pos_of
 
 
 def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | None = None,
@@ -85,15 +76,16 @@ def build_terms(data: ProblemData, x: Decision, rows: dict[int, np.ndarray] | No
             reserve[i] = units * data.prices[i] / data.scale
     if reserve.any():
         terms.append(Term("reserve", "reserve", [x.wallet >= reserve]))
-    pos_of: dict[int, list[int]] = {}
-    for i, p in enumerate(data.positions):
-        pos_of.setdefault(p.cross_bucket, []).append(i)
+    slots_of, pos_of = _members(data)
     for b, bucket in enumerate(data.buckets):
-        if bucket.position is None and pool_terms is not None:
-            terms.extend(_concentration(data, x, b, _slots_of(data, b), pos_of.get(b, [])))
-        elif bucket.position is None:
-            own = [data.positions[i].index for i in pos_of.get(b, [])]
-            terms.extend(_cross_terms(data if rows is None else restrict(data, rows[b], own), x, b))
+        if bucket.position is not None:
+            continue
+        slots, pos = slots_of.get(b, []), pos_of.get(b, [])
+        if pool_terms is not None:
+            terms.extend(_concentration(data, x, b, slots, pos))
+        else:
+            own = [data.positions[i].index for i in pos]
+            terms.extend(_cross_terms(data if rows is None else restrict(data, rows[b], own), x, b, slots, pos))
     terms.extend(pool_terms or [])
     terms.extend(_isolated_terms(data, x))
     terms.extend(_cap_terms(data, x))
@@ -248,10 +240,9 @@ def _pnl_loss(data: ProblemData, pos: list[int]) -> np.ndarray:
     return (data.loss[rows] - data.buffer * data.mm_path[rows]).T
 
 
-def _cross_terms(data: ProblemData, x: Decision, b: int) -> list[Term]:
+def _cross_terms(data: ProblemData, x: Decision, b: int, slots: list[int], pos: list[int]) -> list[Term]:
+    """Venue margin, initial margin, buffer and concentration of cross pool b (its ``slots`` and positions ``pos``)."""
     bucket = data.buckets[b]
-    slots = _slots_of(data, b)
-    pos = [i for i, p in enumerate(data.positions) if p.cross_bucket == b]
     pool = _pool(data, x, b, slots, pos)
     equity = pool.equity
     out = []
@@ -329,12 +320,12 @@ def evaluate_pools(data: ProblemData, x: Decision) -> tuple[np.ndarray, np.ndarr
     """
     probe = replace(x, extra=[])
     terms, equity = [], []
+    slots_of, pos_of = _members(data)
     for b, bucket in enumerate(data.buckets):
         if bucket.position is not None:
             continue
-        slots = _slots_of(data, b)
-        pos = [i for i, p in enumerate(data.positions) if p.cross_bucket == b]
-        pool = _pool(data, probe, b, slots, pos)
+        pos = pos_of.get(b, [])
+        pool = _pool(data, probe, b, slots_of.get(b, []), pos)
         _settle_auxiliaries(pool.constraints)
         scen = scenario_terms(data, probe, b, pos, pool)
         _settle_auxiliaries(probe.extra)

@@ -104,8 +104,7 @@ class LinearPools:
             if i in loans:
                 b1[k] = slot.liability_rate
         self.h0, self.h1, self.w0, self.b1 = h0, h1, w0, b1
-        pick = sparse.csr_array((np.ones(len(slot_ids)), (self.slot_pool, self.slot_ids)), shape=(n, n_slots))
-        self.eh = pick
+        self.eh = sparse.csr_array((np.ones(len(slot_ids)), (self.slot_pool, self.slot_ids)), shape=(n, n_slots))
         self.eb = sparse.csr_array((b1, (self.slot_pool, self.slot_ids)), shape=(n, n_slots))
         # constants: debts now and in every scenario, the venues' netted requirement, and every position cross
         e0 = self.uz.sum(axis=1)
@@ -152,7 +151,7 @@ class LinearPools:
         """The cuts as matrices (:class:`CutRows`); those built in earlier rounds are reused."""
         done = cuts.built.mass.size if cuts.built is not None else 0
         new = self._cut_rows(cuts.pool[done:], cuts.rows[done:])
-        if cuts.built is not None and done:
+        if done and cuts.built is not None:
             old = cuts.built
             new = CutRows(np.concatenate([old.const, new.const]),
                           *(sparse.vstack([a, b], format="csr") for a, b in ((old.ch, new.ch), (old.cv, new.cv),

@@ -169,8 +169,8 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
     # LP with the binaries fixed at the optimum: the same allocation, and meaningful duals.  Its optimum may be
     # another allocation of the same cost (ties within the solver's tolerance): it is checked over every scenario
     # too, and re-solved over the grown working sets until it holds (the MILP's optimum bounds it from above).
-    modes = {acct: float(np.asarray(var.value)) if relax else _mode_value(x, acct) for acct, var in x.mode.items()}
     lp, xf = prob, x  # the relaxation is an LP already: its duals are the shadow prices
+    modes = {} if relax else {acct: _mode_value(x, acct) for acct in x.mode}
     while not relax:
         xf = make_decision(data, fixed_z=z, fixed_modes=modes)
         lp, terms, _, parts = _problem(data, xf, rows=rows)
@@ -183,14 +183,13 @@ def solve(data: ProblemData, time_limit: float = 120.0, mip_gap: float = 1e-6,
         if grown is None:
             break
         rows = grown
-    used = None if rows is None else len(rows) if isinstance(rows, Cuts) else int(sum(len(r) for r in rows.values()))
     return Solution(
         status=status, objective=float(lp.value) * data.scale, isolated=z,
         value=np.asarray(xf.value.value) * data.scale, wallet=np.asarray(xf.wallet.value) * data.scale,
         inflow=np.asarray(xf.inflow.value) * data.scale, outflow=np.asarray(xf.outflow.value) * data.scale,
         parts={k: float(v.value) * data.scale for k, v in parts.items()}, mip_gap=gap, seconds=seconds,
         bindings=_bindings(terms), conservation_prices=_conservation_prices(terms, len(data.assets)),
-        timing=timing, rounds=rounds, scenario_rows=used, working_sets=rows,
+        timing=timing, rounds=rounds, scenario_rows=_kept(rows), working_sets=rows,
     )
 
 
@@ -200,10 +199,15 @@ def _report(on_round: Callable[[str], None] | None, what: str, grown: WorkingSet
         return
     if grown is None:
         on_round(f"{what}: every scenario met")
-    elif isinstance(grown, Cuts):
-        on_round(f"{what}: {len(grown):,} scenario cuts")
     else:
-        on_round(f"{what}: {sum(len(r) for r in grown.values()):,} scenario rows")
+        on_round(f"{what}: {_kept(grown):,} scenario {'cuts' if isinstance(grown, Cuts) else 'rows'}")
+
+
+def _kept(rows: WorkingSet | None) -> int | None:
+    """Cuts or scenario rows a working set keeps over all pools (None: every scenario)."""
+    if rows is None:
+        return None
+    return len(rows) if isinstance(rows, Cuts) else int(sum(len(r) for r in rows.values()))
 
 
 def _grow(separate: Separator | None, x: Decision, rows: WorkingSet | None, timing: dict[str, float]

@@ -108,7 +108,6 @@ class ScenarioOracle:
         return {b: np.unique(np.concatenate([np.argsort(-v, kind="stable")[:m] for v in variants]))
                 for b, variants in self.variants(book).items()}
 
-
     def separate(self, x: Decision, rows: dict[int, np.ndarray]) -> dict[int, np.ndarray] | None:
         """The working sets grown by the scenarios each pool must add; None when the solved Decision ``x`` meets
         every pool's full-set requirement, evaluated by the formulation's own numpy face over every scenario."""
@@ -167,7 +166,7 @@ class CutOracle:
         row_of = {b: j for j, b in enumerate(self.pools.buckets)}
         for b, variants in self.oracle.variants(book).items():
             for v in variants:
-                top = np.sort(np.argsort(-v, kind="stable")[:self.tail if self.data.measure == "es" else 20])
+                top = _largest(v, self.tail if self.data.measure == "es" else 20)
                 if self.data.measure == "es":
                     pool.append(row_of[b])
                     rows.append(top)
@@ -191,8 +190,9 @@ class CutOracle:
         for j in range(len(equity)):
             term = terms[j]
             if self.data.measure == "worst":
-                worst_gap = max(worst_gap, term.max(initial=-math.inf) - equity[j])
-                if term.max(initial=-math.inf) <= equity[j] + tol:
+                gap = term.max(initial=-math.inf) - equity[j]
+                worst_gap = max(worst_gap, gap)
+                if gap <= tol:
                     continue
                 add = np.nonzero(term > equity[j] - tol)[0]
                 add = add[np.argsort(-term[add], kind="stable")[:50]]
@@ -207,8 +207,7 @@ class CutOracle:
             above = np.nonzero(excess > 0)[0]
             pool.append(j)
             rows.append(above)
-            top = np.sort(np.argpartition(-term, self.tail - 1)[:self.tail]) if self.tail < term.size else \
-                np.arange(term.size)
+            top = _largest(term, self.tail)
             if top.size != above.size or not np.array_equal(top, above):
                 pool.append(j)
                 rows.append(top)
@@ -220,6 +219,13 @@ class CutOracle:
                 raise TooManyCutRounds(f"a held cut is short by {worst_gap:.3g} of capital")
             return None
         return cuts.grown([j for j, _ in fresh], [r for _, r in fresh])
+
+
+def _largest(term: np.ndarray, m: int) -> np.ndarray:
+    """The indices of the ``m`` largest entries of ``term``, ascending (all of them when it has no more)."""
+    if m >= term.size:
+        return np.arange(term.size)
+    return np.sort(np.argpartition(-term, m - 1)[:m])
 
 
 def _restricted_var(term: np.ndarray, p: np.ndarray, alpha: float) -> float:

@@ -69,16 +69,20 @@ def load_book(path: Path | str) -> LoadedBook:
     """Read, validate and cross-check a book file.  Raises InputErrors listing every problem."""
     path = Path(path)
     file = str(path)
-    data = read_yaml(path)
-    book = validate_model(Book, data, file)
+    return with_rules(file, validate_model(Book, read_yaml(path), file), path.parent)
+
+
+def with_rules(file: str, book: Book, base: Path) -> LoadedBook:
+    """A validated book with every venue's rules (named rule sets, or files relative to ``base``), cross-checked.
+    Raises InputErrors listing every problem; ``file`` is how messages name the book."""
     errors: list[InputError] = []
     rules: dict[str, VenueRules] = {}
     for venue_id, venue in book.venues.items():
         try:
-            rules[venue_id] = load_rules(venue.rules, path.parent, file=file, key=f"venues.{venue_id}.rules")
-        except InputError as exc:
+            rules[venue_id] = load_rules(venue.rules, base, file=file, key=f"venues.{venue_id}.rules")
+        except InputError as exc:  # an unknown rule set
             errors.append(exc)
-        except InputErrors as exc:
+        except InputErrors as exc:  # a rules file with problems
             errors.extend(exc.errors)
     if not errors:
         errors.extend(check_book(file, book, rules))
